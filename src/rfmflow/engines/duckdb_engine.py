@@ -1,0 +1,453 @@
+"""Scoring files and frames in process with DuckDB.
+
+The pipeline: open the source as a raw relation (Parquet is scanned in place; text and JSON
+are read to Arrow with line numbers), map its columns, normalise and validate every row,
+write the rejects, fix the as-of day, run the one RFM query (:mod:`rfmflow.core.query`), and
+summarise. The events never pass through Python objects on the Parquet path.
+"""
+
+from __future__ import annotations
+
+import csv
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from rfmflow.core.columns import ColumnMap, detect_columns
+from rfmflow.core.errors import EngineError, InputError, RejectedRowError
+from rfmflow.core.health import health_warnings
+from rfmflow.core.query import build_query
+from rfmflow.core.results import NO_SEGMENT, InputStats, ScoreBand, SegmentSummary
+from rfmflow.core.scheme import SCORE_COLUMN, SCORE_KEYS, Scheme, ScoreKey
+from rfmflow.result import ScoreResult
+from rfmflow.sources.normalize import NormalizeOptions, normalize
+from rfmflow.sources.text import LINE, read_delimited, read_json
+
+EPOCH = date(1970, 1, 1)
+TEXT_SUFFIXES = {".csv", ".tsv", ".txt", ".dat"}
+JSON_SUFFIXES = {".json", ".jsonl", ".ndjson"}
+PARQUET_SUFFIXES = {".parquet", ".pq"}
+
+
+class Progress:
+    """Progress reporting port; the CLI plugs in a rich progress bar. Default: silent."""
+
+    def start(self, description: str, total: float | None) -> None:  # noqa: D102
+        pass
+
+    def update(self, completed: float) -> None:  # noqa: D102
+        pass
+
+    def stop(self) -> None:  # noqa: D102
+        pass
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How to read the input and score it. Every field has a safe default."""
+
+    as_of: date | None = None
+    timezone: str = "UTC"
+    event_types: tuple[str, ...] | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+    delimiter: str | None = None
+    header: bool = True
+    column_names: tuple[str, ...] | None = None
+    date_format: str | None = None
+    decimal_comma: bool = False
+    currency: str | None = None
+    money_scale: int = 2
+    strict: bool = False
+    drop_future: bool = False
+    rejects_path: Path | None = None
+    sort: bool = True
+
+
+def _day(value: date) -> int:
+    return (value - EPOCH).days
+
+
+def _date(day: int | None) -> date | None:
+    return None if day is None else EPOCH + timedelta(days=int(day))
+
+
+def _suffix(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz" and len(suffixes) > 1:
+        return suffixes[-2]
+    return suffixes[-1] if suffixes else ""
+
+
+@dataclass
+class _Source:
+    name: str
+    relation: str
+    line_label: str  # "line" for text files, "row" for tables
+    rows: int
+    text_rejects: list[tuple[int, str, str]]
+
+
+def _open_source(
+    con: duckdb.DuckDBPyConnection, data: Any, options: ScoreOptions, progress: Progress
+) -> _Source:
+    if isinstance(data, str | Path):
+        path = Path(data)
+        if not path.exists():
+            raise InputError(f"{path}: no such file")
+        if path.is_dir():
+            raise InputError(f"{path}: is a directory, expected an event file")
+        if path.stat().st_size == 0:
+            raise InputError(f"{path}: the file is empty")
+        suffix = _suffix(path)
+        if suffix in PARQUET_SUFFIXES:
+            escaped = str(path).replace("'", "''")
+            try:
+                con.execute(
+                    f"CREATE TEMP VIEW raw AS SELECT * EXCLUDE (file_row_number), "
+                    f"file_row_number + 1 AS {LINE} FROM read_parquet('{escaped}', file_row_number = true)"
+                )
+                count = con.execute(f"SELECT sum(row_group_num_rows) FROM (SELECT DISTINCT row_group_id, row_group_num_rows FROM parquet_metadata('{escaped}'))").fetchone()
+            except duckdb.Error as err:
+                raise InputError(f"{path}: cannot read as Parquet: {err}") from None
+            return _Source(str(path), "raw", "row", int(count[0] or 0) if count else 0, [])
+        total = path.stat().st_size
+        progress.start(f"Reading {path.name}", total)
+        try:
+            if suffix in JSON_SUFFIXES:
+                read = read_json(path, progress=progress.update, strict=options.strict)
+            elif suffix in TEXT_SUFFIXES or suffix == "":
+                read = read_delimited(
+                    path,
+                    delimiter=options.delimiter,
+                    header=options.header,
+                    column_names=list(options.column_names) if options.column_names else None,
+                    progress=progress.update,
+                    strict=options.strict,
+                )
+            else:
+                raise InputError(
+                    f"{path}: unknown file type {suffix!r}; use .csv/.tsv/.txt, .parquet, .json or .jsonl"
+                )
+        except UnicodeDecodeError as err:
+            raise InputError(f"{path}: not UTF-8 text (byte {err.start}): save it as UTF-8") from None
+        finally:
+            progress.stop()
+        con.register("raw", read.table)
+        return _Source(str(path), "raw", "line", read.table.num_rows + len(read.rejects), read.rejects)
+    table = _frame_to_arrow(data)
+    table = table.append_column(LINE, pa.array(range(1, table.num_rows + 1), type=pa.int64()))
+    con.register("raw", table)
+    return _Source("(data frame)", "raw", "row", table.num_rows, [])
+
+
+def _frame_to_arrow(data: Any) -> pa.Table:
+    if isinstance(data, pa.Table):
+        return data
+    module = type(data).__module__.split(".")[0]
+    if module == "pandas":
+        return pa.Table.from_pandas(data, preserve_index=False)
+    if module == "polars":
+        return data.to_arrow()  # type: ignore[no-any-return]
+    raise InputError(
+        f"cannot score a {type(data).__name__}: pass a file path, a pandas or Polars DataFrame or a pyarrow Table"
+    )
+
+
+def _write_rejects(path: Path, rejects: Sequence[tuple[int, str, str]], label: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([label, "reason", "raw"])
+        writer.writerows(rejects)
+    tmp.replace(path)
+
+
+def _run_with_progress(
+    con: duckdb.DuckDBPyConnection, sql: str, progress: Progress, description: str
+) -> None:
+    """Run ``sql``, polling DuckDB's query progress into ``progress`` from a side thread."""
+    done = threading.Event()
+    progress.start(description, 100.0)
+
+    def poll() -> None:
+        while not done.wait(0.2):
+            try:
+                value = con.query_progress()
+            except duckdb.Error:  # pragma: no cover - progress is best effort
+                return
+            if value is not None and value >= 0:
+                progress.update(float(value))
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    try:
+        con.execute(sql)
+    finally:
+        done.set()
+        watcher.join()
+        progress.update(100.0)
+        progress.stop()
+
+
+def score_with_duckdb(
+    data: Any,
+    scheme: Scheme,
+    options: ScoreOptions,
+    *,
+    progress: Progress | None = None,
+    connect: Callable[[], duckdb.DuckDBPyConnection] = duckdb.connect,
+) -> ScoreResult:
+    """Score ``data`` (a path, a pandas/Polars frame or an Arrow table) with ``scheme``."""
+    progress = progress or Progress()
+    con = connect()
+    try:
+        return _score(con, data, scheme, options, progress)
+    except duckdb.Error as err:
+        raise EngineError(f"DuckDB failed: {err}") from None
+    finally:
+        con.close()
+
+
+def _score(
+    con: duckdb.DuckDBPyConnection, data: Any, scheme: Scheme, options: ScoreOptions, progress: Progress
+) -> ScoreResult:
+    source = _open_source(con, data, options, progress)
+    names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source.relation}").fetchall() if r[0] != LINE]
+    if not names:
+        raise InputError(f"{source.name}: no columns found")
+    columns = detect_columns(names, options.columns)
+    if scheme.metrics.frequency.count == "orders" and not columns.order:
+        raise InputError(
+            f"scheme {scheme.name!r} counts orders (metrics.frequency.count: orders) but {source.name} "
+            f"has no order id column; map one with --order-col NAME"
+        )
+    try:
+        norm = normalize(
+            con,
+            source.relation,
+            columns,
+            NormalizeOptions(
+                timezone=options.timezone,
+                date_format=options.date_format,
+                decimal_comma=options.decimal_comma,
+                money_scale=options.money_scale,
+                currency=options.currency,
+                fields=tuple(scheme.fields_used),
+            ),
+            line_column=LINE,
+        )
+    except duckdb.Error as err:
+        raise InputError(f"{source.name}: {err}") from None
+
+    rejects = list(source.text_rejects)
+    rejects += [
+        (int(line), str(reason), str(raw) if raw is not None else "")
+        for line, reason, raw in con.execute(
+            f"SELECT _line, _reason, concat_ws(' | ', _raw_date, _raw_amount) FROM {norm.view} "
+            "WHERE _reason IS NOT NULL ORDER BY _line"
+        ).fetchall()
+    ]
+    rejects.sort(key=lambda r: r[0])
+    if rejects and options.strict:
+        line, reason, _ = rejects[0]
+        raise RejectedRowError(line, reason, source.name)
+    rejects_path: str | None = None
+    if rejects:
+        target = options.rejects_path or Path(Path(source.name).stem + ".rejects.csv")
+        _write_rejects(target, rejects, source.line_label)
+        rejects_path = str(target)
+
+    type_filter = ""
+    if options.event_types:
+        listed = ", ".join("'" + t.lower().replace("'", "''") + "'" for t in options.event_types)
+        type_filter = f" AND event_type IN ({listed})"
+    con.execute(f"CREATE TEMP VIEW valid AS SELECT * FROM {norm.view} WHERE _reason IS NULL{type_filter}")
+    stats = con.execute("SELECT min(day), max(day), count(*) FROM valid").fetchone()
+    first_day, last_day, n_valid = (stats or (None, None, 0))
+    if not n_valid:
+        what = "no valid rows" if not options.event_types else f"no valid rows of type {', '.join(options.event_types)}"
+        raise InputError(f"{source.name}: {what} to score ({len(rejects)} rejected)")
+    as_of_is_default = options.as_of is None
+    as_of_day = int(last_day) + 1 if options.as_of is None else _day(options.as_of)
+    if int(last_day) > as_of_day:
+        future = con.execute(
+            f"SELECT count(*), min(_line) FROM valid WHERE day > {as_of_day}"
+        ).fetchone() or (0, 0)
+        if not options.drop_future:
+            raise InputError(
+                f"{source.name}: {future[0]} events are after the as-of date {_date(as_of_day)} (first at "
+                f"{source.line_label} {future[1]}, last event on {_date(last_day)}); pass --drop-after-as-of "
+                f"to score as of {_date(as_of_day)} with the earlier events only"
+            )
+    if first_day is not None and int(first_day) > as_of_day:
+        raise InputError(f"{source.name}: every event is after the as-of date {_date(as_of_day)}")
+
+    plan = build_query(
+        scheme,
+        as_of_day=as_of_day,
+        events="valid",
+        dialect="duckdb",
+        money_scale=options.money_scale,
+        has_order_id=columns.order is not None,
+        order_by_customer=options.sort,
+    )
+    _run_with_progress(con, f"CREATE TEMP TABLE scored AS {plan.sql}", progress, "Scoring")
+    present = _presentation(plan.columns, plan.money_scale)
+    customers = con.sql(f"SELECT {present} FROM scored").to_arrow_table()
+    if isinstance(customers, pa.RecordBatchReader):  # pragma: no cover - API differences
+        customers = customers.read_all()
+
+    summaries = order_summaries(_summaries(con, plan.money_scale), scheme)
+    bands = _bands(con, scheme, plan.money_scale)
+    missing_recency = con.execute("SELECT count(*) FROM scored WHERE recency_days IS NULL").fetchone()
+    history = None if first_day is None else int(last_day) - int(first_day) + 1
+    warnings = health_warnings(
+        scheme,
+        summaries=summaries,
+        bands=bands,
+        customers=customers.num_rows,
+        without_qualifying_event=int(missing_recency[0]) if missing_recency else 0,
+        history_days=history,
+        rows_rejected=len(rejects),
+    )
+    notes = list(norm.notes)
+    if options.event_types:
+        notes.append(f"only events of type {', '.join(options.event_types)} were used")
+    return ScoreResult(
+        customers=customers,
+        scheme=scheme,
+        as_of=_date(as_of_day) or EPOCH,
+        as_of_is_default=as_of_is_default,
+        summaries=summaries,
+        bands=bands,
+        warnings=warnings,
+        input=InputStats(
+            source=source.name,
+            rows_read=source.rows,
+            rows_rejected=len(rejects),
+            rejects_path=rejects_path,
+            first_day=_date(first_day),
+            last_day=_date(last_day),
+            columns=columns.as_dict(),
+        ),
+        notes=notes,
+        currency=norm.currency,
+        timezone=options.timezone,
+    )
+
+
+def _money(scale: int | None, column: str = "monetary_minor") -> str:
+    if scale is None:
+        return "monetary"
+    if scale == 0:
+        return f"CAST({column} AS DECIMAL(18, 0))"
+    return f"CAST({column} AS DECIMAL(18, 0)) * CAST(1e-{scale} AS DECIMAL(18, {scale}))"
+
+
+def _presentation(columns: Sequence[str], scale: int | None) -> str:
+    parts = []
+    for col in columns:
+        if col == "monetary_minor":
+            parts.append(f"{_money(scale)} AS monetary")
+        else:
+            parts.append('"' + col + '"')
+    return ", ".join(parts)
+
+
+def _monetary_number(scale: int | None) -> str:
+    return "monetary" if scale is None else f"CAST(monetary_minor AS DOUBLE) / {10**scale}"
+
+
+def _summaries(con: duckdb.DuckDBPyConnection, scale: int | None) -> list[SegmentSummary]:
+    revenue = "monetary" if scale is None else "monetary_minor"
+    rows = con.execute(
+        f"SELECT COALESCE(segment, '{NO_SEGMENT}') AS seg, count(*), avg(recency_days), avg(frequency), "
+        f"avg({_monetary_number(scale)}), sum({revenue}), min(seg_order) "
+        f"FROM (SELECT *, 0 AS seg_order FROM scored) GROUP BY seg"
+    ).fetchall()
+    total = sum(r[1] for r in rows) or 1
+    positive = sum(max(Decimal(str(r[5] or 0)), Decimal(0)) for r in rows)
+    out = []
+    for seg, n, rec, freq, mon, rev, _ in rows:
+        amount = Decimal(str(rev or 0))
+        if scale is not None:
+            amount = amount.scaleb(-scale)
+        share_base = positive.scaleb(-scale) if scale is not None else positive
+        out.append(
+            SegmentSummary(
+                segment=seg,
+                customers=int(n),
+                share=n / total,
+                mean_recency_days=None if rec is None else float(rec),
+                mean_frequency=float(freq or 0),
+                mean_monetary=float(mon or 0),
+                revenue=amount,
+                revenue_share=float(max(amount, Decimal(0)) / share_base) if share_base > 0 else 0.0,
+            )
+        )
+    return out
+
+
+def order_summaries(summaries: list[SegmentSummary], scheme: Scheme) -> list[SegmentSummary]:
+    """Sort summaries in the scheme's segment order, '(no segment)' last."""
+    rank = {s.name: i for i, s in enumerate(scheme.segments)}
+    return sorted(summaries, key=lambda s: rank.get(s.segment, len(rank)))
+
+
+def _bands(con: duckdb.DuckDBPyConnection, scheme: Scheme, scale: int | None) -> dict[str, list[ScoreBand]]:
+    values: dict[ScoreKey, str] = {
+        "recency": "recency_days",
+        "frequency": "frequency_decayed" if scheme.metrics.frequency.half_life_days else "frequency",
+        "monetary": "monetary_decayed" if scheme.metrics.monetary.half_life_days else _monetary_number(scale),
+    }
+    out: dict[str, list[ScoreBand]] = {}
+    for key in SCORE_KEYS:
+        spec = scheme.score_spec(key)
+        if spec is None:
+            continue
+        col = SCORE_COLUMN[key]
+        rows = {
+            int(r[0]): (r[1], r[2], int(r[3]))
+            for r in con.execute(
+                f"SELECT {col}, min({values[key]}), max({values[key]}), count(*) FROM scored "
+                f"WHERE {col} IS NOT NULL GROUP BY {col}"
+            ).fetchall()
+        }
+        bands = []
+        for score in range(1, spec.bins + 1):
+            low, high, n = rows.get(score, (None, None, 0))
+            if spec.edges is not None and scheme.lifecycle is None:
+                low, high = _fixed_band(key, [float(e) for e in spec.edges], score)
+            bands.append(ScoreBand(score, None if low is None else float(low), None if high is None else float(high), n))
+        out[key] = bands
+    return out
+
+
+def _fixed_band(key: ScoreKey, edges: list[float], score: int) -> tuple[float | None, float | None]:
+    """The fixed value range of ``score`` (upper-inclusive edges; recency is reversed)."""
+    bins = len(edges) + 1
+    index = bins - score if key == "recency" else score - 1  # position in ascending value order
+    low = None if index == 0 else edges[index - 1]
+    high = None if index == bins - 1 else edges[index]
+    if low is not None and key in ("recency", "frequency"):
+        low = low + 1  # whole numbers: above the previous bound
+    return low, high
+
+
+def column_map(data: Any, options: ScoreOptions) -> ColumnMap:  # pragma: no cover - helper for tools
+    """Detect the columns of ``data`` without scoring it."""
+    con = duckdb.connect()
+    try:
+        source = _open_source(con, data, options, Progress())
+        names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source.relation}").fetchall() if r[0] != LINE]
+        return detect_columns(names, options.columns)
+    finally:
+        con.close()

@@ -1,0 +1,286 @@
+"""Turning a raw relation (any file's columns) into the events relation the query reads.
+
+Runs in DuckDB. The result is a view with the columns of :mod:`rfmflow.core.query` plus
+``_line`` (line or row number in the source) and ``_reason`` (NULL for a valid row, else why
+it is rejected). Rejection reasons, first failing check wins:
+
+- ``missing customer id``
+- ``missing date`` / ``unparseable date '…' (expected …)``
+- ``missing event type``
+- ``missing amount`` / ``non-numeric amount '…'`` (purchases and refunds only)
+- ``currency XXX differs from USD``
+
+Dates without a zone are taken as already local to the business; dates with an offset or
+``Z`` are converted to the business time zone before taking the calendar day.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import duckdb
+
+from rfmflow.core.columns import ColumnMap
+from rfmflow.core.errors import InputError
+
+DATE_FORMATS = (
+    "%Y%m%d", "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y", "%d/%m/%Y %H:%M",
+    "%d/%m/%Y %H:%M:%S", "%d/%m/%Y", "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y",
+    "%Y/%m/%d %H:%M:%S", "%Y/%m/%d", "%d-%m-%Y", "%Y.%m.%d",
+)  # fmt: skip
+MONEY_TYPES = ("purchase", "refund")
+
+
+@dataclass(frozen=True)
+class NormalizeOptions:
+    timezone: str = "UTC"
+    date_format: str | None = None
+    decimal_comma: bool = False
+    money_scale: int = 2
+    currency: str | None = None
+    fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Normalized:
+    view: str
+    date_format: str  # what was used (a strptime format, "iso", "iso+offset" or a typed column)
+    notes: tuple[str, ...]
+    currency: str | None
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _types(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
+    rows = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+    return {r[0]: str(r[1]).upper() for r in rows}
+
+
+def _is_text(type_name: str) -> bool:
+    return type_name in ("VARCHAR", "TEXT", "STRING") or type_name.startswith("VARCHAR")
+
+
+def _detect_date(con: duckdb.DuckDBPyConnection, relation: str, column: str, forced: str | None) -> tuple[str, list[str]]:
+    """Return (method, notes); method is 'iso', 'iso+offset', 'epoch_s', 'epoch_ms' or a strptime format."""
+    col = _q(column)
+    sample = [
+        r[0]
+        for r in con.execute(
+            f"SELECT TRIM({col}) FROM {relation} WHERE NULLIF(TRIM({col}), '') IS NOT NULL LIMIT 2000"
+        ).fetchall()
+    ]
+    if forced:
+        return forced, []
+    if not sample:
+        return "iso", []
+    con.execute("CREATE OR REPLACE TEMP TABLE _date_sample(v VARCHAR)")
+    con.executemany("INSERT INTO _date_sample VALUES (?)", [(v,) for v in sample])
+
+    def all_parse(expr: str) -> bool:
+        bad = con.execute(f"SELECT count(*) FROM _date_sample WHERE ({expr}) IS NULL").fetchone()
+        return bad is not None and bad[0] == 0
+
+    has_zone = any(re.search(r"(Z|[+-]\d\d:?\d\d)$", v) for v in sample[:200])
+    if all(re.fullmatch(r"\d{4}-\d\d-\d\d([ T].*)?", v) for v in sample[:200]):
+        if has_zone and all_parse("TRY_CAST(v AS TIMESTAMPTZ)"):
+            return "iso+offset", []
+        if all_parse("TRY_CAST(v AS TIMESTAMP)"):
+            return "iso", []
+    if all(re.fullmatch(r"\d{13}", v) for v in sample[:200]):
+        return "epoch_ms", ["dates read as Unix epoch milliseconds"]
+    if all(re.fullmatch(r"\d{9,10}", v) for v in sample[:200]):
+        return "epoch_s", ["dates read as Unix epoch seconds"]
+    fits = [f for f in DATE_FORMATS if all_parse(f"TRY_STRPTIME(v, {_lit(f)})")]
+    if not fits:
+        shown = ", ".join(repr(v) for v in sample[:3])
+        raise InputError(
+            f"column {column!r}: cannot recognise the date format of values such as {shown}; "
+            f"pass --date-format (a strptime format such as %d/%m/%Y)"
+        )
+    notes = []
+    first = fits[0]
+    if first.startswith("%m/%d") and any(f.startswith("%d/%m") for f in fits):
+        notes.append(
+            f"dates in {column!r} fit both month/day and day/month; read as month/day ({first}); "
+            f"pass --date-format %d/%m/%Y if they are day/month"
+        )
+    return first, notes
+
+
+def _date_day(method: str, col: str, tz: str) -> tuple[str, str]:
+    """Return (SQL for the local day number or NULL, expected-format text)."""
+    epoch = "DATE '1970-01-01'"
+    if method == "iso":
+        return f"(CAST(TRY_CAST({col} AS TIMESTAMP) AS DATE) - {epoch})", "an ISO date such as 2024-03-01"
+    if method == "iso+offset":
+        local = f"timezone({_lit(tz)}, TRY_CAST({col} AS TIMESTAMPTZ))"
+        return f"(CAST({local} AS DATE) - {epoch})", "an ISO timestamp"
+    if method in ("epoch_s", "epoch_ms"):
+        div = 1000 if method == "epoch_ms" else 1
+        local = f"timezone({_lit(tz)}, to_timestamp(TRY_CAST({col} AS DOUBLE) / {div}))"
+        return f"(CAST({local} AS DATE) - {epoch})", "a Unix epoch number"
+    return f"(CAST(TRY_STRPTIME({col}, {_lit(method)}) AS DATE) - {epoch})", f"format {method}"
+
+
+def _number(col: str, type_name: str, decimal_comma: bool) -> str:
+    """SQL for a DECIMAL(38,6) value of a column, NULL when it is not a number."""
+    if not _is_text(type_name):
+        return f"TRY_CAST({col} AS DECIMAL(38, 6))"
+    cleaned = f"regexp_replace(TRIM({col}), '[\\s$€£¥₽]', '', 'g')"
+    if decimal_comma:
+        cleaned = (
+            f"replace(CASE WHEN regexp_full_match({cleaned}, '-?\\d{{1,3}}(\\.\\d{{3}})+(,\\d+)?') "
+            f"THEN replace({cleaned}, '.', '') ELSE {cleaned} END, ',', '.')"
+        )
+    else:
+        cleaned = (
+            f"CASE WHEN regexp_full_match({cleaned}, '-?\\d{{1,3}}(,\\d{{3}})+(\\.\\d+)?') "
+            f"THEN replace({cleaned}, ',', '') ELSE {cleaned} END"
+        )
+    return f"TRY_CAST({cleaned} AS DECIMAL(38, 6))"
+
+
+def normalize(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    columns: ColumnMap,
+    options: NormalizeOptions,
+    *,
+    line_column: str,
+    view: str = "events",
+) -> Normalized:
+    """Create the ``view`` of normalised, validated events over ``relation``."""
+    types = _types(con, relation)
+    notes: list[str] = []
+    cust = _q(columns.customer)
+    customer = f"NULLIF(TRIM(CAST({cust} AS VARCHAR)), '')"
+
+    dcol = _q(columns.date)
+    dtype = types[columns.date]
+    if _is_text(dtype):
+        method, more = _detect_date(con, relation, columns.date, options.date_format)
+        notes += more
+        day, expected = _date_day(method, f"NULLIF(TRIM({dcol}), '')", options.timezone)
+        raw_date = f"TRIM({dcol})"
+    elif dtype.startswith("TIMESTAMP WITH TIME ZONE") or dtype == "TIMESTAMPTZ":
+        method, expected = "timestamptz", "a timestamp"
+        day = f"(CAST(timezone({_lit(options.timezone)}, {dcol}) AS DATE) - DATE '1970-01-01')"
+        raw_date = f"CAST({dcol} AS VARCHAR)"
+    elif dtype.startswith("TIMESTAMP") or dtype == "DATE":
+        method, expected = dtype.lower(), "a date"
+        day = f"(CAST({dcol} AS DATE) - DATE '1970-01-01')"
+        raw_date = f"CAST({dcol} AS VARCHAR)"
+    elif dtype in ("INTEGER", "BIGINT", "HUGEINT", "UBIGINT") and options.date_format:
+        method, expected = options.date_format, f"format {options.date_format}"
+        day = f"(CAST(TRY_STRPTIME(CAST({dcol} AS VARCHAR), {_lit(method)}) AS DATE) - DATE '1970-01-01')"
+        raw_date = f"CAST({dcol} AS VARCHAR)"
+    elif dtype in ("INTEGER", "BIGINT", "HUGEINT", "UBIGINT"):
+        # Whole numbers of 8 digits are yyyymmdd; others epoch seconds.
+        method, expected = "%Y%m%d", "format %Y%m%d"
+        day = (
+            f"(CAST(TRY_STRPTIME(CAST({dcol} AS VARCHAR), '%Y%m%d') AS DATE) - DATE '1970-01-01')"
+        )
+        raw_date = f"CAST({dcol} AS VARCHAR)"
+    else:
+        raise InputError(f"column {columns.date!r} has type {dtype}, which is not a date")
+
+    if columns.type:
+        tcol = _q(columns.type)
+        etype_raw = f"NULLIF(LOWER(TRIM(CAST({tcol} AS VARCHAR))), '')"
+    else:
+        etype_raw = "'purchase'"
+
+    amount_raw = "NULL"
+    if columns.amount:
+        acol = _q(columns.amount)
+        amount = _number(acol, types[columns.amount], options.decimal_comma)
+        amount_raw = f"CAST({acol} AS VARCHAR)"
+        amount_missing = f"NULLIF(TRIM(CAST({acol} AS VARCHAR)), '') IS NULL"
+    elif columns.price and columns.quantity:
+        pcol, qcol = _q(columns.price), _q(columns.quantity)
+        amount = (
+            f"({_number(pcol, types[columns.price], options.decimal_comma)} * "
+            f"{_number(qcol, types[columns.quantity], options.decimal_comma)})"
+        )
+        amount_raw = f"CAST({pcol} AS VARCHAR) || ' x ' || CAST({qcol} AS VARCHAR)"
+        amount_missing = (
+            f"(NULLIF(TRIM(CAST({pcol} AS VARCHAR)), '') IS NULL OR "
+            f"NULLIF(TRIM(CAST({qcol} AS VARCHAR)), '') IS NULL)"
+        )
+    else:
+        amount = "CAST(NULL AS DECIMAL(38, 6))"
+        amount_missing = "FALSE"
+    scale = 10**options.money_scale
+    money_types = ", ".join(_lit(t) for t in MONEY_TYPES)
+
+    currency = options.currency.upper() if options.currency else None
+    currency_check = "NULL"
+    if columns.currency:
+        ccol = f"NULLIF(UPPER(TRIM(CAST({_q(columns.currency)} AS VARCHAR))), '')"
+        if currency is None:
+            found = [
+                r[0]
+                for r in con.execute(
+                    f"SELECT DISTINCT {ccol} AS c FROM {relation} WHERE {ccol} IS NOT NULL ORDER BY c LIMIT 10"
+                ).fetchall()
+            ]
+            if len(found) > 1:
+                raise InputError(
+                    f"column {columns.currency!r} holds several currencies ({', '.join(found)}); rfmflow "
+                    f"scores one currency at a time: pass --currency CODE (rows in other currencies "
+                    f"are rejected)"
+                )
+            currency = found[0] if found else None
+        if currency is not None:
+            currency_check = (
+                f"CASE WHEN {ccol} IS NOT NULL AND {ccol} <> {_lit(currency)} "
+                f"THEN 'currency ' || {ccol} || ' differs from {currency}' END"
+            )
+
+    fields = "".join(
+        f", TRY_CAST({_q(f)} AS DOUBLE) AS {_q(f)}" for f in options.fields if f in types
+    )
+    missing_fields = [f for f in options.fields if f not in types]
+    if missing_fields:
+        raise InputError(
+            f"the scheme measures M from the field(s) {', '.join(missing_fields)}, which the file "
+            f"does not have; it has: {', '.join(t for t in types if t != line_column)}"
+        )
+    order = f"NULLIF(TRIM(CAST({_q(columns.order)} AS VARCHAR)), '')" if columns.order else "CAST(NULL AS VARCHAR)"
+
+    reason = (
+        "CASE "
+        "WHEN _cust IS NULL THEN 'missing customer id' "
+        "WHEN _raw_date IS NULL OR TRIM(_raw_date) = '' THEN 'missing date' "
+        f"WHEN _day IS NULL THEN 'unparseable date ''' || _raw_date || ''' (expected {expected})' "
+        "WHEN _type IS NULL THEN 'missing event type' "
+        f"WHEN _type IN ({money_types}) AND _amount_missing THEN 'missing amount' "
+        f"WHEN _type IN ({money_types}) AND NOT _amount_missing AND _amount IS NULL "
+        "THEN 'non-numeric amount ''' || _raw_amount || '''' "
+        "WHEN _currency_reason IS NOT NULL THEN _currency_reason "
+        "END"
+    )
+    inner = (
+        f"SELECT {_q(line_column)} AS _line, {customer} AS _cust, {raw_date} AS _raw_date, "
+        f"CAST({day} AS INTEGER) AS _day, {etype_raw} AS _type, {amount} AS _amount, "
+        f"{amount_missing} AS _amount_missing, {amount_raw} AS _raw_amount, "
+        f"{currency_check} AS _currency_reason, {order} AS order_id{fields} FROM {relation}"
+    )
+    amount_minor = f"CAST(ROUND(_amount * {scale}) AS BIGINT)"
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {view} AS "
+        f"SELECT _line, {reason} AS _reason, _cust AS customer_id, _day AS day, "
+        f"CASE WHEN _type = 'purchase' AND _amount < 0 THEN 'refund' ELSE _type END AS event_type, "
+        f"CASE WHEN _type = 'refund' THEN -ABS({amount_minor}) ELSE {amount_minor} END AS amount_minor, "
+        f"order_id, _raw_date, _raw_amount"
+        + "".join(f", {_q(f)}" for f in options.fields)
+        + f" FROM ({inner}) AS n"
+    )
+    return Normalized(view, method, tuple(notes), currency)
