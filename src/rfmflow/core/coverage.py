@@ -25,6 +25,7 @@ class Coverage:
     data_dependent: list[str] = field(default_factory=list)
     never_matching: list[str] = field(default_factory=list)
     by_segment: dict[str, list[str]] = field(default_factory=dict)
+    maybe_by_segment: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -61,6 +62,7 @@ def check_coverage(scheme: Scheme) -> Coverage:
     m_values: list[int | None] = list(range(1, m_bins + 1)) if m_bins else [None]
     uncovered, dependent = [], []
     by_segment: dict[str, list[str]] = {s.name: [] for s in scheme.segments}
+    maybe: dict[str, list[str]] = {s.name: [] for s in scheme.segments}
     possible: set[str] = set()
     total = 0
     for r, f, m in itertools.product(range(1, r_bins + 1), range(1, f_bins + 1), m_values):
@@ -72,12 +74,13 @@ def check_coverage(scheme: Scheme) -> Coverage:
         else:
             values["m_score"] = None
         decided = False
-        maybe = False
+        undecided = False
         for seg in scheme.segments:
             outcome = seg.when.matches(values)
             if outcome is None:
-                maybe = True
+                undecided = True
                 possible.add(seg.name)
+                maybe[seg.name].append(label)
                 continue
             if outcome:
                 by_segment[seg.name].append(label)
@@ -85,6 +88,6 @@ def check_coverage(scheme: Scheme) -> Coverage:
                 decided = True
                 break
         if not decided:
-            (dependent if maybe else uncovered).append(label)
+            (dependent if undecided else uncovered).append(label)
     never = [s.name for s in scheme.segments if s.name not in possible]
-    return Coverage(total, uncovered, dependent, never, by_segment)
+    return Coverage(total, uncovered, dependent, never, by_segment, maybe)

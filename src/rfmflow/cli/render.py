@@ -1,0 +1,138 @@
+"""Rendering results for the terminal with rich."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rfmflow.core.coverage import Coverage
+from rfmflow.core.scheme import SCORE_COLUMN, Scheme
+from rfmflow.engines.duckdb_engine import Progress as ProgressPort
+from rfmflow.result import ScoreResult
+
+
+class RichProgress(ProgressPort):
+    """A transient rich progress bar on stderr (silent when stderr is not a terminal)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
+
+    def start(self, description: str, total: float | None) -> None:
+        if not self.console.is_terminal:
+            return
+        self.bar = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.bar.start()
+        self.task = self.bar.add_task(description, total=total)
+
+    def update(self, completed: float) -> None:
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, completed=completed)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+        self.bar = None
+        self.task = None
+
+
+def _money(value: float) -> str:
+    return f"{value:,.2f}"
+
+
+def summary_table(result: ScoreResult) -> Table:
+    title = (
+        f"{result.n_customers:,} customers scored with {result.scheme.name} v{result.scheme.version} "
+        f"as of {result.as_of.isoformat()}"
+    )
+    table = Table(title=title, title_justify="left")
+    table.add_column("segment")
+    for col in ("customers", "share", "mean R (days)", "mean F", "mean M", "revenue", "revenue share"):
+        table.add_column(col, justify="right")
+    for s in result.summaries:
+        table.add_row(
+            s.segment,
+            f"{s.customers:,}",
+            f"{s.share:.1%}",
+            "-" if s.mean_recency_days is None else f"{s.mean_recency_days:,.1f}",
+            f"{s.mean_frequency:,.2f}",
+            _money(s.mean_monetary),
+            _money(float(s.revenue)),
+            f"{s.revenue_share:.1%}",
+        )
+    return table
+
+
+def _bound(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def thresholds_table(result: ScoreResult) -> Table:
+    table = Table(title="Thresholds used (value ranges per score)", title_justify="left")
+    table.add_column("score")
+    for key in result.bands:
+        spec = result.scheme.score_spec(key)  # type: ignore[arg-type]
+        kind = "fixed" if spec is not None and spec.edges is not None else "quantile"
+        table.add_column(f"{SCORE_COLUMN[key]} ({key}, {kind})", justify="right")
+    bins = max((len(b) for b in result.bands.values()), default=0)
+    for score in range(bins, 0, -1):
+        cells = []
+        for bands in result.bands.values():
+            band = next((b for b in bands if b.score == score), None)
+            if band is None:
+                cells.append("")
+            elif band.customers == 0 and band.low is None and band.high is None:
+                cells.append("(none)")
+            elif band.low is None:
+                cells.append(f"<= {_bound(band.high)}  ({band.customers:,})")
+            elif band.high is None:
+                cells.append(f">= {_bound(band.low)}  ({band.customers:,})")
+            elif band.low == band.high:
+                cells.append(f"{_bound(band.low)}  ({band.customers:,})")
+            else:
+                cells.append(f"{_bound(band.low)} - {_bound(band.high)}  ({band.customers:,})")
+        table.add_row(str(score), *cells)
+    return table
+
+
+def print_result(result: ScoreResult, out: Console, err: Console) -> None:
+    label = "default: the day after the last event" if result.as_of_is_default else "given"
+    err.print(f"as-of date: {result.as_of.isoformat()} ({label}); time zone {result.timezone}")
+    i = result.input
+    err.print(
+        f"read {i.rows_read:,} rows from {i.source} ({i.first_day} to {i.last_day}); "
+        f"columns: " + ", ".join(f"{k}={v}" for k, v in i.columns.items())
+    )
+    out.print(summary_table(result))
+    out.print(thresholds_table(result))
+    for note in result.notes:
+        err.print(f"[cyan]note:[/] {note}", highlight=False)
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
+    if i.rows_rejected:
+        err.print(f"[yellow]{i.rows_rejected:,} rows rejected[/]; details in {i.rejects_path}", highlight=False)
+
+
+def print_scheme_check(scheme: Scheme, coverage: Coverage, out: Console) -> None:
+    out.print(f"scheme {scheme.name!r} v{scheme.version}: {len(scheme.segments)} segments, {len(scheme.tags)} tags")
+    table = Table(title="Segments (first match wins)", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("segment")
+    table.add_column("rule")
+    table.add_column("score combinations", justify="right")
+    for i, seg in enumerate(scheme.segments, start=1):
+        sure = len(coverage.by_segment.get(seg.name, []))
+        maybe = len(coverage.maybe_by_segment.get(seg.name, []))
+        table.add_row(str(i), seg.name, str(seg.when), f"{sure}" + (f" (+{maybe} depending on data)" if maybe else ""))
+    out.print(table)
