@@ -109,7 +109,7 @@ class _Builder:
         mo = self.m.monetary
         mcond = f"{_type_filter(mo.events)} AND {_window(mo.window_days)}"
         if mo.measure == "amount":
-            mon = f"COALESCE(SUM(CASE WHEN {mcond} THEN amount_minor END), 0) AS monetary_minor"
+            mon = f"CAST(COALESCE(SUM(CASE WHEN {mcond} THEN amount_minor END), 0) AS BIGINT) AS monetary_minor"
         elif mo.measure == "count":
             mon = f"COUNT(CASE WHEN {mcond} THEN 1 END) AS monetary"
         else:
@@ -268,20 +268,21 @@ def build_query(
 
     score_cols = ["*"]
     for key in SCORE_KEYS:
-        score_cols.append(f"{b.score(key)} AS {SCORE_COLUMN[key]}")
+        score_cols.append(f"CAST({b.score(key)} AS INTEGER) AS {SCORE_COLUMN[key]}")
         if PCT_COLUMN[key] in used:
             score_cols.append(f"CAST({key}_rank - 1 AS DOUBLE) / n_all AS {PCT_COLUMN[key]}")
 
     rfm_parts = ["CAST(r_score AS VARCHAR)", "CAST(f_score AS VARCHAR)"]
     if scheme.has_monetary_score:
         rfm_parts.append("CAST(m_score AS VARCHAR)")
-    label_cols = ["*", " || ".join(rfm_parts) + " AS rfm"]
+    combined_cols = ["*", " || ".join(rfm_parts) + " AS rfm"]
     if scheme.composite is not None:
         w = scheme.composite
-        terms = [f"{w.recency!r} * r_score", f"{w.frequency!r} * f_score"]
+        terms = [f"CAST({w.recency!r} AS DOUBLE) * r_score", f"CAST({w.frequency!r} AS DOUBLE) * f_score"]
         if scheme.has_monetary_score:
-            terms.append(f"{w.monetary!r} * m_score")
-        label_cols.append("(" + " + ".join(terms) + ") AS rfm_composite")
+            terms.append(f"CAST({w.monetary!r} AS DOUBLE) * m_score")
+        combined_cols.append("(" + " + ".join(terms) + ") AS rfm_composite")
+    label_cols = ["*"]
 
     # Extra columns and segments are computed on top of the scored relation.
     seg_cases = " ".join(f"WHEN {rule_sql(s.when)} THEN {_lit(s.name)}" for s in scheme.segments)
@@ -306,8 +307,11 @@ def build_query(
         "metrics AS (SELECT " + ", ".join(metric_cols) + " FROM agg), "
         "ranked AS (SELECT *" + ("".join(", " + w for w in windows)) + " FROM metrics), "
         "scored AS (SELECT " + ", ".join(score_cols) + " FROM ranked), "
+        "combined AS (SELECT " + ", ".join(combined_cols) + " FROM scored), "
+        # Every name a rule reads exists in the relation it selects from (SQLite would
+        # otherwise read an unknown double-quoted name as a string literal).
         "labelled AS (SELECT " + ", ".join(label_cols) + ", " + seg_sql
-        + "".join(", " + c for c in final_extra) + " FROM scored), "
+        + "".join(", " + c for c in final_extra) + " FROM combined), "
         "tagged AS (SELECT *" + tag_sql + " FROM labelled) "
         "SELECT " + select_out + " FROM tagged"
         + (" ORDER BY customer_id" if order_by_customer else "")

@@ -47,6 +47,11 @@ class _CountingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def close(self) -> None:
+        if not self.closed:
+            self.raw.close()
+        super().close()
+
     def readinto(self, buffer: Any) -> int:
         data = self.raw.read(len(buffer))
         n = len(data)
