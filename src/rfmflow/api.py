@@ -83,5 +83,7 @@ def _check_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(f"timezone: unknown time zone {name!r} (use an IANA name such as Europe/Berlin)") from None
+        raise InputError(
+            f"timezone: unknown time zone {name!r} (use an IANA name such as Europe/Berlin)"
+        ) from None
     return name

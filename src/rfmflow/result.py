@@ -16,7 +16,14 @@ from rfmflow.core.scheme import Scheme
 if TYPE_CHECKING:
     import pandas as pd
 
-OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json", ".jsonl": "json", ".ndjson": "json"}
+OUTPUT_FORMATS = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".json": "json",
+    ".jsonl": "json",
+    ".ndjson": "json",
+}
 
 
 @dataclass(frozen=True)
@@ -43,11 +50,12 @@ class ScoreResult:
 
     @property
     def n_customers(self) -> int:
-        return self.customers.num_rows
+        return int(self.customers.num_rows)
 
     def to_pandas(self) -> pd.DataFrame:
         """The per-customer rows as a pandas DataFrame (``monetary`` as Python Decimals when money)."""
-        return self.customers.to_pandas()
+        frame: pd.DataFrame = self.customers.to_pandas()
+        return frame
 
     def to_polars(self) -> Any:
         """The per-customer rows as a Polars DataFrame (needs the ``polars`` extra)."""
@@ -70,7 +78,9 @@ class ScoreResult:
         con = duckdb.connect()
         try:
             con.register("result_rows", self.customers)
-            options = {"csv": "FORMAT csv, HEADER true", "parquet": "FORMAT parquet", "json": "FORMAT json"}[fmt]
+            options = {"csv": "FORMAT csv, HEADER true", "parquet": "FORMAT parquet", "json": "FORMAT json"}[
+                fmt
+            ]
             escaped = str(tmp).replace("'", "''")
             con.execute(f"COPY (SELECT * FROM result_rows) TO '{escaped}' ({options})")
         finally:
@@ -101,7 +111,9 @@ class ScoreResult:
                     "segment": s.segment,
                     "customers": s.customers,
                     "share": round(s.share, 6),
-                    "mean_recency_days": None if s.mean_recency_days is None else round(s.mean_recency_days, 3),
+                    "mean_recency_days": None
+                    if s.mean_recency_days is None
+                    else round(s.mean_recency_days, 3),
                     "mean_frequency": round(s.mean_frequency, 3),
                     "mean_monetary": round(s.mean_monetary, 2),
                     "revenue": str(s.revenue),

@@ -80,7 +80,10 @@ def _case(seed: int, customers: int, events: int) -> list[Row]:
     # exact ties, and one whose purchases were all refunded.
     rows += [("only-msg", AS_OF - 3, "message", None, None), ("today", AS_OF, "purchase", 1000, "t1")]
     rows += [(f"tie{i}", AS_OF - 10, "purchase", 1000, f"tie{i}") for i in range(5)]
-    rows += [("refunded", AS_OF - 20, "purchase", 3000, "r1"), ("refunded", AS_OF - 19, "refund", -3000, "r2")]
+    rows += [
+        ("refunded", AS_OF - 20, "purchase", 3000, "r1"),
+        ("refunded", AS_OF - 19, "refund", -3000, "r2"),
+    ]
     return rows
 
 
@@ -143,7 +146,13 @@ def _assert_same(a: list[dict[str, Any]], b: list[dict[str, Any]], label: str) -
             va, vb = ra[key], rb[key]
             if isinstance(va, float) or isinstance(vb, float):
                 assert va is not None and vb is not None, (label, ra["customer_id"], key)
-                assert math.isclose(float(va), float(vb), rel_tol=1e-9, abs_tol=1e-9), (label, ra["customer_id"], key, va, vb)
+                assert math.isclose(float(va), float(vb), rel_tol=1e-9, abs_tol=1e-9), (
+                    label,
+                    ra["customer_id"],
+                    key,
+                    va,
+                    vb,
+                )
             else:
                 assert va == vb, (label, ra["customer_id"], key, va, vb)
 
@@ -162,7 +171,9 @@ def test_duckdb_and_sqlite_agree(case: str, scheme: Scheme) -> None:
 def test_duckdb_and_postgres_agree(pg_conn: Any, case: str) -> None:
     rows = CASES[case]
     for scheme in _schemes():
-        _assert_same(_duckdb(rows, scheme), _postgres(pg_conn, rows, scheme), f"postgres/{case}/{scheme.name}")
+        _assert_same(
+            _duckdb(rows, scheme), _postgres(pg_conn, rows, scheme), f"postgres/{case}/{scheme.name}"
+        )
 
 
 def test_the_cases_exercise_what_they_claim() -> None:

@@ -60,11 +60,39 @@ def _split(values: tuple[str, ...]) -> list[str]:
 def _input_options(func: F) -> F:
     """Options shared by ``score`` and ``report``."""
     options = [
-        click.option("--scheme", "scheme_name", metavar="NAME", help="Built-in scheme (see `rfmflow scheme list`). Default: rfm11."),
-        click.option("--config", "scheme_file", type=click.Path(dir_okay=False), help="A scheme YAML file (instead of --scheme)."),
-        click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), help="Reference date (YYYY-MM-DD). Default: the day after the last event."),
-        click.option("--tz", "--timezone", "timezone", default="UTC", show_default=True, help="Business time zone in which days are counted (IANA name)."),
-        click.option("--event-type", "event_types", multiple=True, metavar="TYPE[,TYPE]", help="Use only events of these types (repeatable)."),
+        click.option(
+            "--scheme",
+            "scheme_name",
+            metavar="NAME",
+            help="Built-in scheme (see `rfmflow scheme list`). Default: rfm11.",
+        ),
+        click.option(
+            "--config",
+            "scheme_file",
+            type=click.Path(dir_okay=False),
+            help="A scheme YAML file (instead of --scheme).",
+        ),
+        click.option(
+            "--as-of",
+            "as_of",
+            type=click.DateTime(formats=["%Y-%m-%d"]),
+            help="Reference date (YYYY-MM-DD). Default: the day after the last event.",
+        ),
+        click.option(
+            "--tz",
+            "--timezone",
+            "timezone",
+            default="UTC",
+            show_default=True,
+            help="Business time zone in which days are counted (IANA name).",
+        ),
+        click.option(
+            "--event-type",
+            "event_types",
+            multiple=True,
+            metavar="TYPE[,TYPE]",
+            help="Use only events of these types (repeatable).",
+        ),
         click.option("--customer-col", help="Column holding the customer id."),
         click.option("--date-col", help="Column holding the event date or timestamp."),
         click.option("--amount-col", help="Column holding the amount (total of the line)."),
@@ -73,16 +101,37 @@ def _input_options(func: F) -> F:
         click.option("--type-col", help="Column holding the event type (purchase, refund, message, ...)."),
         click.option("--order-col", help="Column holding the order id (for frequency.count: orders)."),
         click.option("--currency-col", help="Column holding the currency code."),
-        click.option("--delimiter", help="Field delimiter (default: sniffed). Use 'tab' or 'whitespace' for those."),
+        click.option(
+            "--delimiter", help="Field delimiter (default: sniffed). Use 'tab' or 'whitespace' for those."
+        ),
         click.option("--no-header", is_flag=True, help="The file has no header line."),
-        click.option("--columns", "column_names", help="Comma-separated column names (with --no-header, or to rename)."),
-        click.option("--date-format", help="strptime format of the dates, e.g. %d/%m/%Y (default: detected)."),
+        click.option(
+            "--columns", "column_names", help="Comma-separated column names (with --no-header, or to rename)."
+        ),
+        click.option(
+            "--date-format", help="strptime format of the dates, e.g. %d/%m/%Y (default: detected)."
+        ),
         click.option("--decimal-comma", is_flag=True, help="Amounts use a decimal comma (12,50)."),
         click.option("--currency", help="The currency to score; rows in other currencies are rejected."),
-        click.option("--money-decimals", type=click.IntRange(0, 6), default=2, show_default=True, help="Decimals of the currency's minor unit."),
-        click.option("--strict", is_flag=True, help="Stop at the first malformed row instead of rejecting it."),
-        click.option("--drop-after-as-of", is_flag=True, help="Ignore events after --as-of instead of failing."),
-        click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False), help="Where to write rejected rows (default: <input>.rejects.csv)."),
+        click.option(
+            "--money-decimals",
+            type=click.IntRange(0, 6),
+            default=2,
+            show_default=True,
+            help="Decimals of the currency's minor unit.",
+        ),
+        click.option(
+            "--strict", is_flag=True, help="Stop at the first malformed row instead of rejecting it."
+        ),
+        click.option(
+            "--drop-after-as-of", is_flag=True, help="Ignore events after --as-of instead of failing."
+        ),
+        click.option(
+            "--rejects",
+            "rejects_path",
+            type=click.Path(dir_okay=False),
+            help="Where to write rejected rows (default: <input>.rejects.csv).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -132,7 +181,12 @@ def main() -> None:
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @_input_options
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write per-customer rows to .csv, .parquet or .json.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Write per-customer rows to .csv, .parquet or .json.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of tables.")
 @_handle_errors
 def score(file: str, output: str | None, as_json: bool, **opts: Any) -> None:
@@ -160,7 +214,13 @@ def score(file: str, output: str | None, as_json: bool, **opts: Any) -> None:
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @_input_options
-@click.option("--html", "html_path", required=True, type=click.Path(dir_okay=False), help="Where to write the HTML report.")
+@click.option(
+    "--html",
+    "html_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the HTML report.",
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Also write per-customer rows.")
 @_handle_errors
 def report(file: str, html_path: str, output: str | None, **opts: Any) -> None:
@@ -188,8 +248,16 @@ def _write_report(result: Any, path: Path) -> None:
 
 
 @main.command()
-@click.option("--out-dir", type=click.Path(file_okay=False), default="out", show_default=True, help="Where to write the scores and the report.")
-@click.option("--scheme", "scheme_name", default="rfm11", show_default=True, help="Built-in scheme or YAML path.")
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False),
+    default="out",
+    show_default=True,
+    help="Where to write the scores and the report.",
+)
+@click.option(
+    "--scheme", "scheme_name", default="rfm11", show_default=True, help="Built-in scheme or YAML path."
+)
 @_handle_errors
 def demo(out_dir: str, scheme_name: str) -> None:
     """Score the bundled demo data (CDNOW, 23,570 real customers) and write the report."""

@@ -121,11 +121,15 @@ def print_result(result: ScoreResult, out: Console, err: Console) -> None:
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
     if i.rows_rejected:
-        err.print(f"[yellow]{i.rows_rejected:,} rows rejected[/]; details in {i.rejects_path}", highlight=False)
+        err.print(
+            f"[yellow]{i.rows_rejected:,} rows rejected[/]; details in {i.rejects_path}", highlight=False
+        )
 
 
 def print_scheme_check(scheme: Scheme, coverage: Coverage, out: Console) -> None:
-    out.print(f"scheme {scheme.name!r} v{scheme.version}: {len(scheme.segments)} segments, {len(scheme.tags)} tags")
+    out.print(
+        f"scheme {scheme.name!r} v{scheme.version}: {len(scheme.segments)} segments, {len(scheme.tags)} tags"
+    )
     table = Table(title="Segments (first match wins)", title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("segment")
@@ -134,5 +138,7 @@ def print_scheme_check(scheme: Scheme, coverage: Coverage, out: Console) -> None
     for i, seg in enumerate(scheme.segments, start=1):
         sure = len(coverage.by_segment.get(seg.name, []))
         maybe = len(coverage.maybe_by_segment.get(seg.name, []))
-        table.add_row(str(i), seg.name, str(seg.when), f"{sure}" + (f" (+{maybe} depending on data)" if maybe else ""))
+        table.add_row(
+            str(i), seg.name, str(seg.when), f"{sure}" + (f" (+{maybe} depending on data)" if maybe else "")
+        )
     out.print(table)

@@ -54,18 +54,16 @@ def detect_columns(names: Sequence[str], overrides: Mapping[str, str | None] | N
     Raises :class:`InputError` naming the columns found when customer or date is missing,
     or when an override names a column that does not exist.
     """
-    overrides = {k: v for k, v in (overrides or {}).items() if v}
+    given: dict[str, str] = {k: v for k, v in (overrides or {}).items() if v}
     by_norm: dict[str, str] = {}
     for name in names:
         by_norm.setdefault(normalise(name), name)
     found: dict[str, str] = {}
-    for role, column in overrides.items():
+    for role, column in given.items():
         if role not in CANDIDATES:
             raise InputError(f"unknown column role {role!r}; known: {', '.join(ROLES)}")
         if column not in names:
-            raise InputError(
-                f"--{role}-col {column!r}: no such column; the file has: {', '.join(names)}"
-            )
+            raise InputError(f"--{role}-col {column!r}: no such column; the file has: {', '.join(names)}")
         found[role] = column
     taken = set(found.values())
     for role, candidates in CANDIDATES.items():
@@ -79,13 +77,16 @@ def detect_columns(names: Sequence[str], overrides: Mapping[str, str | None] | N
                 break
     missing = [r for r in ("customer", "date") if r not in found]
     if missing:
-        hints = {"customer": "customer_id, user_id, CustomerID", "date": "order_date, InvoiceDate, timestamp, created_at"}
+        hints = {
+            "customer": "customer_id, user_id, CustomerID",
+            "date": "order_date, InvoiceDate, timestamp, created_at",
+        }
         what = " and ".join(f"{r} (looked for {hints[r]})" for r in missing)
         raise InputError(
             f"no recognisable {what} column; the file has: {', '.join(names) or '(no columns)'}; "
             f"map them with " + ", ".join(f"--{r}-col NAME" for r in missing)
         )
-    if "amount" in found and ("price" in found or "quantity" in found) and "amount" not in overrides:
+    if "amount" in found and ("price" in found or "quantity" in found) and "amount" not in given:
         # A total column wins over price x quantity; keep price/quantity unused.
         found.pop("price", None)
         found.pop("quantity", None)

@@ -46,7 +46,9 @@ class Coverage:
                 f"that no customer is left without a segment"
             )
         for name in self.never_matching:
-            out.append(f"segment {name!r} never matches: earlier rules take every score combination it covers")
+            out.append(
+                f"segment {name!r} never matches: earlier rules take every score combination it covers"
+            )
         return out
 
 
@@ -60,7 +62,8 @@ def check_coverage(scheme: Scheme) -> Coverage:
     f_bins = scheme.bins("frequency") or 1
     m_bins = scheme.bins("monetary")
     m_values: list[int | None] = list(range(1, m_bins + 1)) if m_bins else [None]
-    uncovered, dependent = [], []
+    uncovered: list[str] = []
+    dependent: list[str] = []
     by_segment: dict[str, list[str]] = {s.name: [] for s in scheme.segments}
     maybe: dict[str, list[str]] = {s.name: [] for s in scheme.segments}
     possible: set[str] = set()

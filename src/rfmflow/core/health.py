@@ -24,26 +24,32 @@ def health_warnings(
         return [Warning("no-customers", "no customer has a usable event; nothing was scored")]
     for s in summaries:
         if s.segment == NO_SEGMENT and s.customers:
-            out.append(Warning(
-                "uncovered",
-                f"{s.customers} customers ({s.share:.1%}) match no segment rule of scheme "
-                f"{scheme.name!r}; their segment is empty. Add a rule for them or a final catch-all "
-                f"rule (when: true)",
-            ))
+            out.append(
+                Warning(
+                    "uncovered",
+                    f"{s.customers} customers ({s.share:.1%}) match no segment rule of scheme "
+                    f"{scheme.name!r}; their segment is empty. Add a rule for them or a final catch-all "
+                    f"rule (when: true)",
+                )
+            )
     limit = scheme.health.top_segment_max_share
     for s in summaries:
         if s.segment in scheme.top_segments and s.share > limit:
-            out.append(Warning(
-                "top-segment-too-large",
-                f"top segment {s.segment!r} holds {s.share:.1%} of customers (more than "
-                f"{limit:.0%}): thresholds may be too lenient; raise the M (or F) thresholds",
-            ))
+            out.append(
+                Warning(
+                    "top-segment-too-large",
+                    f"top segment {s.segment!r} holds {s.share:.1%} of customers (more than "
+                    f"{limit:.0%}): thresholds may be too lenient; raise the M (or F) thresholds",
+                )
+            )
     if history_days is not None and history_days < scheme.health.min_history_days:
-        out.append(Warning(
-            "short-history",
-            f"the data covers {history_days} days, less than {scheme.health.min_history_days}: "
-            f"scores are not yet statistically meaningful",
-        ))
+        out.append(
+            Warning(
+                "short-history",
+                f"the data covers {history_days} days, less than {scheme.health.min_history_days}: "
+                f"scores are not yet statistically meaningful",
+            )
+        )
     for key, key_bands in bands.items():
         spec = scheme.score_spec(key)  # type: ignore[arg-type]
         if spec is None or spec.quantiles is None:
@@ -51,20 +57,26 @@ def health_warnings(
         used = sum(1 for b in key_bands if b.customers > 0)
         if used < spec.quantiles:
             missing = [b.score for b in key_bands if b.customers == 0]
-            out.append(Warning(
-                "bins-collapsed",
-                f"{SCORE_COLUMN[key]}: ties leave {used} distinct scores of {spec.quantiles} "
-                f"(no customer scored {', '.join(map(str, missing))}); equal values always share a "
-                f"score, so many equal {key} values collapse bins",
-            ))
+            out.append(
+                Warning(
+                    "bins-collapsed",
+                    f"{SCORE_COLUMN[key]}: ties leave {used} distinct scores of {spec.quantiles} "
+                    f"(no customer scored {', '.join(map(str, missing))}); equal values always share a "
+                    f"score, so many equal {key} values collapse bins",
+                )
+            )
     if without_qualifying_event:
-        out.append(Warning(
-            "no-qualifying-event",
-            f"{without_qualifying_event} customers have no qualifying recency event "
-            f"({', '.join(_events(scheme))}); their recency_days is empty and r_score is 1",
-        ))
+        out.append(
+            Warning(
+                "no-qualifying-event",
+                f"{without_qualifying_event} customers have no qualifying recency event "
+                f"({', '.join(_events(scheme))}); their recency_days is empty and r_score is 1",
+            )
+        )
     if rows_rejected:
-        out.append(Warning("rows-rejected", f"{rows_rejected} malformed rows were rejected (see the rejects file)"))
+        out.append(
+            Warning("rows-rejected", f"{rows_rejected} malformed rows were rejected (see the rejects file)")
+        )
     return out
 
 

@@ -38,11 +38,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import cast
 
 import sqlglot
 from sqlglot import exp
 
-from rfmflow.core.expressions import Expr
+from rfmflow.core.expressions import Expr, NameResolver
 from rfmflow.core.scheme import PCT_COLUMN, SCORE_COLUMN, SCORE_KEYS, Scheme, ScoreKey, ScoreSpec
 
 DIALECTS = ("duckdb", "sqlite", "postgres", "spark")
@@ -83,8 +84,7 @@ def _decay(half_life: float) -> str:
 
 
 def _dec(value: Decimal) -> str:
-    text = format(value.normalize(), "f")
-    return text if "." in text or "E" in text else text
+    return format(value.normalize(), "f")
 
 
 class _Builder:
@@ -109,11 +109,14 @@ class _Builder:
         mo = self.m.monetary
         mcond = f"{_type_filter(mo.events)} AND {_window(mo.window_days)}"
         if mo.measure == "amount":
-            mon = f"CAST(COALESCE(SUM(CASE WHEN {mcond} THEN amount_minor END), 0) AS BIGINT) AS monetary_minor"
+            mon = (
+                f"CAST(COALESCE(SUM(CASE WHEN {mcond} THEN amount_minor END), 0) AS BIGINT) AS monetary_minor"
+            )
         elif mo.measure == "count":
             mon = f"COUNT(CASE WHEN {mcond} THEN 1 END) AS monetary"
         else:
-            mon = f"COALESCE(SUM(CASE WHEN {mcond} THEN CAST({_q(mo.field_name or '')} AS DOUBLE) END), 0) AS monetary"
+            field_value = f"CAST({_q(mo.field_name or '')} AS DOUBLE)"
+            mon = f"COALESCE(SUM(CASE WHEN {mcond} THEN {field_value} END), 0) AS monetary"
         cols = [
             "customer_id",
             f"MAX(CASE WHEN {rec} THEN day END) AS last_day",
@@ -122,12 +125,17 @@ class _Builder:
             mon,
         ]
         if fq.half_life_days:
-            cols.append(f"COALESCE(SUM(CASE WHEN {fcond} THEN {_decay(fq.half_life_days)} END), 0) AS frequency_decayed")
-        if mo.half_life_days:
-            value = "CAST(amount_minor AS DOUBLE)" if self.is_money else (
-                "1" if mo.measure == "count" else f"CAST({_q(mo.field_name or '')} AS DOUBLE)"
+            cols.append(
+                f"COALESCE(SUM(CASE WHEN {fcond} THEN {_decay(fq.half_life_days)} END), 0)"
+                " AS frequency_decayed"
             )
-            scale = f" / {10 ** self.money_scale}" if self.is_money else ""
+        if mo.half_life_days:
+            value = (
+                "CAST(amount_minor AS DOUBLE)"
+                if self.is_money
+                else ("1" if mo.measure == "count" else f"CAST({_q(mo.field_name or '')} AS DOUBLE)")
+            )
+            scale = f" / {10**self.money_scale}" if self.is_money else ""
             cols.append(
                 f"COALESCE(SUM(CASE WHEN {mcond} THEN {value} * {_decay(mo.half_life_days)} END), 0){scale}"
                 " AS monetary_decayed"
@@ -138,7 +146,7 @@ class _Builder:
     def monetary_value(self) -> str:
         """``monetary`` as a number in currency units (for rules)."""
         if self.is_money:
-            return f"(CAST(monetary_minor AS DOUBLE) / {10 ** self.money_scale})"
+            return f"(CAST(monetary_minor AS DOUBLE) / {10**self.money_scale})"
         return "monetary"
 
     def scored_value(self, key: ScoreKey) -> str:
@@ -199,14 +207,18 @@ class _Builder:
         return one(base)
 
 
-def _resolver(builder: _Builder, extras: dict[str, Expr], dialect_sql: dict[str, str]):  # type: ignore[no-untyped-def]
+def _parse(sql: str) -> exp.Expression:
+    return cast(exp.Expression, sqlglot.parse_one(sql, read="duckdb"))
+
+
+def _resolver(builder: _Builder, extras: dict[str, Expr], dialect_sql: dict[str, str]) -> NameResolver:
     def resolve(name: str) -> exp.Expression:
         if name == "monetary":
-            return sqlglot.parse_one(builder.monetary_value(), read="duckdb")
+            return _parse(builder.monetary_value())
         if name in extras:
             if name not in dialect_sql:
                 dialect_sql[name] = extras[name].to_sql(resolve).sql(dialect="duckdb")
-            return sqlglot.parse_one(dialect_sql[name], read="duckdb")
+            return _parse(dialect_sql[name])
         return exp.column(name, quoted=True)
 
     return resolve
@@ -237,7 +249,11 @@ def build_query(
         return rule.to_sql(resolve).sql(dialect="duckdb")
 
     used: set[str] = set()
-    for rule in [*scheme.columns.values(), *(s.when for s in scheme.segments), *(t.when for t in scheme.tags)]:
+    for rule in [
+        *scheme.columns.values(),
+        *(s.when for s in scheme.segments),
+        *(t.when for t in scheme.tags),
+    ]:
         used |= rule.names
 
     lifecycle = scheme.lifecycle
@@ -251,13 +267,16 @@ def build_query(
     metric_cols += [f"{m}_decayed" for m in scheme.decayed]
     if lifecycle is not None:
         metric_cols.append(
-            f"CASE WHEN {{as_of}} - first_day < {lifecycle.new_within_days} THEN 'new' ELSE 'established' END AS lifecycle"
+            f"CASE WHEN {{as_of}} - first_day < {lifecycle.new_within_days} THEN 'new' "
+            "ELSE 'established' END AS lifecycle"
         )
 
     windows = []
     for key in SCORE_KEYS:
         need_global = PCT_COLUMN[key] in used or (b.needs_rank(key) and lifecycle is None)
-        if need_global and not (key == "monetary" and scheme.scores.monetary is None and PCT_COLUMN[key] not in used):
+        if need_global and not (
+            key == "monetary" and scheme.scores.monetary is None and PCT_COLUMN[key] not in used
+        ):
             windows.append(f"RANK() OVER (ORDER BY {b.order(key)}) AS {key}_rank")
         if lifecycle is not None and b.needs_rank(key):
             windows.append(f"RANK() OVER (PARTITION BY lifecycle ORDER BY {b.order(key)}) AS {key}_crank")
@@ -297,7 +316,9 @@ def build_query(
         out_cols.append(col)
     tag_sql = ""
     if scheme.tags:
-        pieces = " || ".join(f"CASE WHEN {rule_sql(t.when)} THEN {_lit(t.name + ';')} ELSE '' END" for t in scheme.tags)
+        pieces = " || ".join(
+            f"CASE WHEN {rule_sql(t.when)} THEN {_lit(t.name + ';')} ELSE '' END" for t in scheme.tags
+        )
         tag_sql = f", RTRIM({pieces}, ';') AS tags"
         out_cols.append("tags")
 
@@ -310,11 +331,14 @@ def build_query(
         "combined AS (SELECT " + ", ".join(combined_cols) + " FROM scored), "
         # Every name a rule reads exists in the relation it selects from (SQLite would
         # otherwise read an unknown double-quoted name as a string literal).
-        "labelled AS (SELECT " + ", ".join(label_cols) + ", " + seg_sql
-        + "".join(", " + c for c in final_extra) + " FROM combined), "
+        "labelled AS (SELECT "
+        + ", ".join(label_cols)
+        + ", "
+        + seg_sql
+        + "".join(", " + c for c in final_extra)
+        + " FROM combined), "
         "tagged AS (SELECT *" + tag_sql + " FROM labelled) "
-        "SELECT " + select_out + " FROM tagged"
-        + (" ORDER BY customer_id" if order_by_customer else "")
+        "SELECT " + select_out + " FROM tagged" + (" ORDER BY customer_id" if order_by_customer else "")
     )
     sql = sql.replace("{as_of}", str(int(as_of_day))).replace("{events}", events)
     tree = sqlglot.parse_one(sql, read="duckdb")

@@ -250,9 +250,11 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("function-after[_one_kind()]",) or str(part).startswith("function-"):
-            continue
-        elif part in ("list[str]", "literal['any']", "ScoreSpec", "str", "bool", "int", "float"):
+        elif (
+            part in ("function-after[_one_kind()]",)
+            or str(part).startswith("function-")
+            or part in ("list[str]", "literal['any']", "ScoreSpec", "str", "bool", "int", "float")
+        ):
             continue
         else:
             out += f".{part}" if out else str(part)
@@ -301,7 +303,9 @@ def _format_errors(name: str, err: ValidationError) -> str:
 def scheme_from_dict(data: Any, *, source: str = "") -> Scheme:
     """Validate a scheme given as a dict (as read from YAML)."""
     if not isinstance(data, dict):
-        raise SchemeError(f"{source or 'scheme'}: expected a mapping with 'name' and 'segments', got {type(data).__name__}")
+        raise SchemeError(
+            f"{source or 'scheme'}: expected a mapping with 'name' and 'segments', got {type(data).__name__}"
+        )
     name = str(data.get("name") or source or "?")
     try:
         model = SchemeModel.model_validate(data)
@@ -351,13 +355,15 @@ def _compile(model: SchemeModel, raw: dict[str, Any]) -> Scheme:
             )
         columns[col] = parse_expression(text, allowed=sorted(names), where=f"{prefix}columns.{col}")
         names.add(col)
-    segments = []
+    segments: list[Rule] = []
     for i, seg in enumerate(model.segments):
         if seg.name in {s.name for s in segments}:
             raise SchemeError(f"{prefix}segments[{i}].name: segment {seg.name!r} is defined twice")
-        expr = parse_expression(seg.when, allowed=sorted(names), where=f"{prefix}segments[{i}] ({seg.name}).when")
+        expr = parse_expression(
+            seg.when, allowed=sorted(names), where=f"{prefix}segments[{i}] ({seg.name}).when"
+        )
         segments.append(Rule(seg.name, expr, seg.description, seg.action, seg.top))
-    tags = []
+    tags: list[Rule] = []
     for i, tag in enumerate(model.tags):
         if tag.name in {t.name for t in tags}:
             raise SchemeError(f"{prefix}tags[{i}].name: tag {tag.name!r} is defined twice")

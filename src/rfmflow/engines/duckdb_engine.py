@@ -39,13 +39,13 @@ PARQUET_SUFFIXES = {".parquet", ".pq"}
 class Progress:
     """Progress reporting port; the CLI plugs in a rich progress bar. Default: silent."""
 
-    def start(self, description: str, total: float | None) -> None:  # noqa: D102
+    def start(self, description: str, total: float | None) -> None:
         pass
 
-    def update(self, completed: float) -> None:  # noqa: D102
+    def update(self, completed: float) -> None:
         pass
 
-    def stop(self) -> None:  # noqa: D102
+    def stop(self) -> None:
         pass
 
 
@@ -113,7 +113,10 @@ def _open_source(
                     f"CREATE TEMP VIEW raw AS SELECT * EXCLUDE (file_row_number), "
                     f"file_row_number + 1 AS {LINE} FROM read_parquet('{escaped}', file_row_number = true)"
                 )
-                count = con.execute(f"SELECT sum(row_group_num_rows) FROM (SELECT DISTINCT row_group_id, row_group_num_rows FROM parquet_metadata('{escaped}'))").fetchone()
+                count = con.execute(
+                    "SELECT sum(row_group_num_rows) FROM (SELECT DISTINCT row_group_id, row_group_num_rows "
+                    f"FROM parquet_metadata('{escaped}'))"
+                ).fetchone()
             except duckdb.Error as err:
                 raise InputError(f"{path}: cannot read as Parquet: {err}") from None
             return _Source(str(path), "raw", "row", int(count[0] or 0) if count else 0, [])
@@ -154,9 +157,11 @@ def _frame_to_arrow(data: Any) -> pa.Table:
     if module == "pandas":
         return pa.Table.from_pandas(data, preserve_index=False)
     if module == "polars":
-        return data.to_arrow()  # type: ignore[no-any-return]
+        table: pa.Table = data.to_arrow()
+        return table
     raise InputError(
-        f"cannot score a {type(data).__name__}: pass a file path, a pandas or Polars DataFrame or a pyarrow Table"
+        f"cannot score a {type(data).__name__}: pass a file path, a pandas or Polars DataFrame "
+        "or a pyarrow Table"
     )
 
 
@@ -220,7 +225,9 @@ def _score(
     con: duckdb.DuckDBPyConnection, data: Any, scheme: Scheme, options: ScoreOptions, progress: Progress
 ) -> ScoreResult:
     source = _open_source(con, data, options, progress)
-    names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source.relation}").fetchall() if r[0] != LINE]
+    names = [
+        r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source.relation}").fetchall() if r[0] != LINE
+    ]
     if not names:
         raise InputError(f"{source.name}: no columns found")
     columns = detect_columns(names, options.columns)
@@ -271,9 +278,13 @@ def _score(
         type_filter = f" AND event_type IN ({listed})"
     con.execute(f"CREATE TEMP VIEW valid AS SELECT * FROM {norm.view} WHERE _reason IS NULL{type_filter}")
     stats = con.execute("SELECT min(day), max(day), count(*) FROM valid").fetchone()
-    first_day, last_day, n_valid = (stats or (None, None, 0))
+    first_day, last_day, n_valid = stats or (None, None, 0)
     if not n_valid:
-        what = "no valid rows" if not options.event_types else f"no valid rows of type {', '.join(options.event_types)}"
+        what = (
+            "no valid rows"
+            if not options.event_types
+            else f"no valid rows of type {', '.join(options.event_types)}"
+        )
         raise InputError(f"{source.name}: {what} to score ({len(rejects)} rejected)")
     as_of_is_default = options.as_of is None
     as_of_day = int(last_day) + 1 if options.as_of is None else _day(options.as_of)
@@ -374,7 +385,7 @@ def _summaries(con: duckdb.DuckDBPyConnection, scale: int | None) -> list[Segmen
         f"FROM (SELECT *, 0 AS seg_order FROM scored) GROUP BY seg"
     ).fetchall()
     total = sum(r[1] for r in rows) or 1
-    positive = sum(max(Decimal(str(r[5] or 0)), Decimal(0)) for r in rows)
+    positive = sum((max(Decimal(str(r[5] or 0)), Decimal(0)) for r in rows), Decimal(0))
     out = []
     for seg, n, rec, freq, mon, rev, _ in rows:
         amount = Decimal(str(rev or 0))
@@ -426,7 +437,11 @@ def _bands(con: duckdb.DuckDBPyConnection, scheme: Scheme, scale: int | None) ->
             low, high, n = rows.get(score, (None, None, 0))
             if spec.edges is not None and scheme.lifecycle is None:
                 low, high = _fixed_band(key, [float(e) for e in spec.edges], score)
-            bands.append(ScoreBand(score, None if low is None else float(low), None if high is None else float(high), n))
+            bands.append(
+                ScoreBand(
+                    score, None if low is None else float(low), None if high is None else float(high), n
+                )
+            )
         out[key] = bands
     return out
 
@@ -447,7 +462,9 @@ def column_map(data: Any, options: ScoreOptions) -> ColumnMap:  # pragma: no cov
     con = duckdb.connect()
     try:
         source = _open_source(con, data, options, Progress())
-        names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source.relation}").fetchall() if r[0] != LINE]
+        names = [
+            r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source.relation}").fetchall() if r[0] != LINE
+        ]
         return detect_columns(names, options.columns)
     finally:
         con.close()

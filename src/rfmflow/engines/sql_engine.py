@@ -31,12 +31,12 @@ EVENTS_DDL = {
 class Cursor(Protocol):
     description: Any
 
-    def execute(self, sql: str, params: Any = ...) -> Any: ...  # noqa: D102
-    def fetchall(self) -> list[Any]: ...  # noqa: D102
+    def execute(self, sql: str, params: Any = ...) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
 
 
 class Connection(Protocol):
-    def cursor(self) -> Any: ...  # noqa: D102
+    def cursor(self) -> Any: ...
 
 
 def prepare_sqlite(conn: sqlite3.Connection) -> None:

@@ -26,8 +26,14 @@ CUSTOMERS_COLOR = "#3b6ea5"
 REVENUE_COLOR = "#d08c2d"
 BOUNDARY_COLOR = "#c0392b"
 PREFIX = {"recency": "R", "frequency": "F", "monetary": "M"}
-MAX_INTEGER_BINS = 80  # integer data with a range up to this gets one bar per value
+MAX_INTEGER_BINS = 80  # whole numbers with a range up to this get one bar per value
+SKEWED_INTEGER_RANGE = 40  # a skewed metric of whole numbers up to this range: bars, clipped at p99
 CONTINUOUS_BINS = 60
+LINTHRESH = 1.0  # the symmetric-log axis is linear in -1..1, logarithmic outside
+LINSCALE = 0.5
+MIN_LABEL_GAP_PX = 11.0  # boundary labels closer than this are left out (the table has them all)
+LABEL_BOX = {"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.75}
+MIN_REGION_PX = 16.0  # score ranges narrower than this get no label
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,9 @@ def segment_chart(summaries: Sequence[SegmentSummary], *, revenue_label: str = "
         ax.barh(positions - height / 2, customers, height=height, color=CUSTOMERS_COLOR, label="customers")
         ax.barh(positions + height / 2, revenue, height=height, color=REVENUE_COLOR, label=revenue_label)
         for pos, summary, cust, rev in zip(positions, summaries, customers, revenue, strict=True):
-            _bar_label(ax, cust, pos - height / 2, f"{fmt.count(summary.customers)} ({fmt.percent(summary.share)})")
+            _bar_label(
+                ax, cust, pos - height / 2, f"{fmt.count(summary.customers)} ({fmt.percent(summary.share)})"
+            )
             _bar_label(ax, rev, pos + height / 2, fmt.percent(summary.revenue_share))
         ax.set_yticks(positions, [plain(s.segment) for s in summaries])
         ax.invert_yaxis()
@@ -164,7 +172,9 @@ def _heatmap(
         ax.tick_params(length=0)
         for spine in ax.spines.values():
             spine.set_visible(False)
-        bar = fig.colorbar(mesh, ax=ax, shrink=0.85, format=FuncFormatter(lambda v, _pos: plain(fmt.compact(v))))
+        bar = fig.colorbar(
+            mesh, ax=ax, shrink=0.85, format=FuncFormatter(lambda v, _pos: plain(fmt.compact(v)))
+        )
         bar.set_label(plain(bar_label))
         bar.outline.set_visible(False)
         return figure_to_svg(fig, prefix=prefix, label=label)
@@ -198,14 +208,21 @@ def _cell_font_size(bins: int) -> float:
 
 
 @dataclass(frozen=True)
-class Window:
-    """The x range a histogram shows and how many values fall outside it."""
+class Layout:
+    """How a histogram shows its values: bin edges, log or linear x, values left out."""
 
-    low: float
-    high: float
-    below: int
-    above: int
-    clipped: bool
+    edges: FloatArray
+    log: bool = False
+    above: int = 0  # values right of the last edge (not shown)
+    clipped_at: float | None = None  # the 99th percentile the axis stops at
+
+    @property
+    def low(self) -> float:
+        return float(self.edges[0])
+
+    @property
+    def high(self) -> float:
+        return float(self.edges[-1])
 
 
 def histogram_chart(
@@ -214,62 +231,73 @@ def histogram_chart(
     *,
     title: str,
     xlabel: str,
-    clip: bool,
+    skewed: bool,
 ) -> Chart | None:
-    """Histogram of ``metric`` with a labelled vertical line at each score boundary.
+    """Histogram of ``metric`` with a labelled dashed line at each score boundary.
 
-    With ``clip`` the x axis stops at the 99th percentile (and starts at the 1st when there are
-    negative values), because frequency and monetary are very skewed; the caption says so.
+    A ``skewed`` metric (frequency, monetary) gets a logarithmic x axis, or, when its values are
+    whole numbers in a short range, one bar per value up to the 99th percentile; the caption says
+    which and what is left out.
     """
     finite = metric.values[np.isfinite(metric.values)]
     if finite.size == 0:
         return None
-    window = _window(finite, clip)
-    shown = finite[(finite >= window.low) & (finite <= window.high)]
-    edges = _edges(shown, window.low, window.high)
-    counts, _ = np.histogram(shown, bins=edges)
+    layout = _layout(finite, skewed)
+    counts, _ = np.histogram(finite, bins=layout.edges)
     with chart_context():
         from matplotlib.ticker import FuncFormatter
 
         fig = new_figure(6.4, 3.6)
         ax = fig.add_subplot()
-        ax.stairs(counts, edges, fill=True, color=CUSTOMERS_COLOR, alpha=0.85)
-        ax.set_xlim(float(edges[0]), float(edges[-1]))
+        if layout.log:
+            ax.set_xscale("symlog", linthresh=LINTHRESH, linscale=LINSCALE)
+        ax.stairs(counts, layout.edges, fill=True, color=CUSTOMERS_COLOR, alpha=0.85)
+        ax.set_xlim(layout.low, layout.high)
         ax.set_ylim(0, max(float(counts.max()), 1.0) * 1.08)
-        hidden = _draw_boundaries(ax, bands, PREFIX[metric.key], float(edges[0]), float(edges[-1]))
-        ax.set_xlabel(plain(xlabel))
+        compact = FuncFormatter(lambda v, _pos: plain(fmt.compact(v)))
+        ax.xaxis.set_major_formatter(compact)
+        ax.yaxis.set_major_formatter(compact)
+        hidden = _draw_boundaries(ax, bands, PREFIX[metric.key], layout.low, layout.high)
+        ax.set_xlabel(plain(xlabel + (" (log scale)" if layout.log else "")))
         ax.set_ylabel("customers")
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: plain(fmt.compact(v))))
         svg = figure_to_svg(fig, prefix=f"hist-{metric.key}", label=f"Distribution of {metric.column}")
-    return Chart(f"chart-{metric.key}", title, svg, _histogram_caption(metric, window, hidden))
+    return Chart(f"chart-{metric.key}", title, svg, _histogram_caption(metric, layout, hidden))
 
 
-def _window(values: FloatArray, clip: bool) -> Window:
-    """The shown x range: everything, or the 1st..99th percentile (1st only below zero)."""
+def _layout(values: FloatArray, skewed: bool) -> Layout:
+    """Choose bins: everything on a linear axis unless ``skewed`` (then clipped bars or log x)."""
     low, high = float(values.min()), float(values.max())
-    if not clip:
-        return Window(low, high, 0, 0, False)
+    integers = bool(np.all(np.floor(values) == values))
+    if not skewed or (high - low <= SKEWED_INTEGER_RANGE and integers):
+        return Layout(_linear_edges(low, high, integers))
     top = float(np.percentile(values, 99))
-    if top <= low:
-        top = high
-    bottom = low
-    if low < 0:
-        bottom = float(np.percentile(values, 1))
-        if bottom >= top:
-            bottom = low
-    below = int(np.count_nonzero(values < bottom))
-    above = int(np.count_nonzero(values > top))
-    return Window(bottom, top, below, above, below > 0 or above > 0)
+    if integers and 0 < top - low <= SKEWED_INTEGER_RANGE:
+        above = int(np.count_nonzero(values > top))
+        return Layout(_linear_edges(low, top, integers), above=above, clipped_at=top if above else None)
+    return Layout(_log_edges(low, high), log=True)
 
 
-def _edges(values: FloatArray, low: float, high: float) -> FloatArray:
-    """Bin edges: one bar per value for small integer ranges, else equal-width bins."""
+def _linear_edges(low: float, high: float, integers: bool) -> FloatArray:
+    """One bar per value for whole numbers in a short range, else equal-width bins."""
     if high <= low:
         return np.array([low - 0.5, low + 0.5], dtype=np.float64)
-    integers = bool(np.all(np.floor(values) == values))
     if integers and high - low <= MAX_INTEGER_BINS:
         return np.arange(math.floor(low) - 0.5, math.floor(high) + 1.0, 1.0, dtype=np.float64)
     return np.linspace(low, high, CONTINUOUS_BINS + 1, dtype=np.float64)
+
+
+def _log_edges(low: float, high: float) -> FloatArray:
+    """Bins of equal width on the symmetric-log axis (so zero and refunds still have a place)."""
+    from matplotlib.scale import SymmetricalLogTransform
+
+    transform = SymmetricalLogTransform(10, LINTHRESH, LINSCALE)
+    ends = transform.transform_non_affine(np.array([low, high], dtype=np.float64))
+    if not ends[1] > ends[0]:
+        return _linear_edges(low, high, False)
+    steps = np.linspace(float(ends[0]), float(ends[1]), CONTINUOUS_BINS + 1)
+    edges = np.asarray(transform.inverted().transform_non_affine(steps), dtype=np.float64)
+    edges[0], edges[-1] = low, high  # no value may fall out through rounding
+    return edges
 
 
 def ordered_bands(bands: Sequence[ScoreBand]) -> list[ScoreBand]:
@@ -302,14 +330,12 @@ def boundaries(ordered: Sequence[ScoreBand]) -> list[float | None]:
 
 
 def _draw_boundaries(ax: Axes, bands: Sequence[ScoreBand], prefix: str, low: float, high: float) -> int:
-    """Dashed lines at the score boundaries, each labelled with the value, and each score's range
-    labelled above the plot. Returns how many boundaries fall outside the shown range."""
-    from matplotlib.transforms import blended_transform_factory
-
-    across = blended_transform_factory(ax.transData, ax.transAxes)
+    """Dashed lines at the score boundaries, labelled with the value, and each score's range labelled
+    above the plot (labels that would overlap are left out). Returns the boundaries not shown."""
     ordered = ordered_bands(bands)
     cuts = boundaries(ordered)
     hidden = 0
+    last_label = -math.inf
     for x, below in zip(cuts, ordered, strict=False):
         if x is None:
             continue
@@ -317,39 +343,56 @@ def _draw_boundaries(ax: Axes, bands: Sequence[ScoreBand], prefix: str, low: flo
             hidden += 1
             continue
         ax.axvline(x, color=BOUNDARY_COLOR, linestyle="--", linewidth=1.0)
+        position = _pixels(ax, x)
+        if position - last_label < MIN_LABEL_GAP_PX:
+            continue
+        last_label = position
         text = f"\u2264 {fmt.bound(below.high)} " if below.high is not None else f"< {fmt.bound(x)} "
-        ax.text(x, 0.97, plain(text), transform=across, rotation=90, ha="right", va="top", fontsize=7,
-                color=BOUNDARY_COLOR)  # fmt: skip
+        ax.text(x, 0.97, plain(text), transform=ax.get_xaxis_transform(), rotation=90, ha="right", va="top",
+                fontsize=7, color=BOUNDARY_COLOR, bbox=LABEL_BOX)  # fmt: skip
     edges: list[float | None] = [low, *cuts, high]
     for band, left, right in zip(ordered, edges, edges[1:], strict=False):
         if left is None or right is None:
             continue
         left, right = max(left, low), min(right, high)
-        if right <= left:
+        if right <= left or _pixels(ax, right) - _pixels(ax, left) < MIN_REGION_PX:
             continue
-        ax.text((left + right) / 2, 1.01, f"{prefix}{band.score}", transform=across, ha="center",
+        middle = _middle(ax, left, right)
+        ax.text(middle, 1.01, f"{prefix}{band.score}", transform=ax.get_xaxis_transform(), ha="center",
                 va="bottom", fontsize=8, fontweight="bold", color="#444444")  # fmt: skip
     return hidden
 
 
-def _histogram_caption(metric: Metric, window: Window, hidden: int) -> str:
-    """What the histogram leaves out, in words."""
+def _pixels(ax: Axes, x: float) -> float:
+    """Horizontal display position of data value ``x`` (honours a log axis)."""
+    return float(ax.transData.transform((x, 0.0))[0])
+
+
+def _middle(ax: Axes, left: float, right: float) -> float:
+    """The data value half-way between ``left`` and ``right`` as drawn (on a log axis too)."""
+    middle_px = (_pixels(ax, left) + _pixels(ax, right)) / 2
+    return float(ax.transData.inverted().transform((middle_px, 0.0))[0])
+
+
+def _histogram_caption(metric: Metric, layout: Layout, hidden: int) -> str:
+    """What the histogram shows and leaves out, in words."""
     total = metric.values.size
     parts: list[str] = []
     if metric.half_life_days is not None:
         parts.append(f"Scored on the time-decayed value ({metric.column}, half-life "
                      f"{fmt.bound(metric.half_life_days)} days).")  # fmt: skip
-    if window.clipped:
-        shown = f"{fmt.bound(window.low)} to {fmt.bound(window.high)}"
-        outside = window.below + window.above
-        parts.append(f"Skewed: the x axis is clipped to {shown} (the 99th percentile"
-                     f"{' and the 1st' if window.below else ''}); {fmt.count(outside)} customers "
-                     f"({fmt.percent(outside / total)}) outside it are not shown.")  # fmt: skip
+    if layout.log:
+        parts.append("Very skewed, so the x axis is logarithmic (linear between -1 and 1, so zero and "
+                     "negative values still show); bars are equally wide on that scale.")  # fmt: skip
+    if layout.clipped_at is not None:
+        parts.append(f"Skewed: the x axis is clipped at the 99th percentile ({fmt.bound(layout.clipped_at)}); "
+                     f"{fmt.count(layout.above)} customers ({fmt.percent(layout.above / total)}) above it are "
+                     "not shown.")  # fmt: skip
     if metric.missing:
         parts.append(f"{fmt.count(metric.missing)} customers ({fmt.percent(metric.missing / total)}) have no "
                      f"{metric.column} value and are not shown.")  # fmt: skip
     if hidden:
         parts.append(f"{hidden} score boundar{'y lies' if hidden == 1 else 'ies lie'} outside the shown range "
                      "(see the thresholds table).")  # fmt: skip
-    parts.append("Dashed lines: score boundaries.")
+    parts.append("Dashed lines: score boundaries; labels above: the score of each range.")
     return " ".join(parts)

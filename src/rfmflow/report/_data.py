@@ -9,13 +9,17 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rfmflow.core.scheme import ScoreKey, Scheme
+from rfmflow.core.scheme import Scheme, ScoreKey
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 #: The column that holds the metric each score was computed from.
-METRIC_COLUMN: dict[ScoreKey, str] = {"recency": "recency_days", "frequency": "frequency", "monetary": "monetary"}
+METRIC_COLUMN: dict[ScoreKey, str] = {
+    "recency": "recency_days",
+    "frequency": "frequency",
+    "monetary": "monetary",
+}
 
 
 @dataclass(frozen=True)

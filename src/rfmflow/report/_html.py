@@ -135,9 +135,17 @@ def _facts(result: ScoreResult) -> list[Fact]:
         rejected += f" (see {stats.rejects_path})"
     return [
         Fact("Scheme", scheme, result.scheme.description),
-        Fact("As of", result.as_of.isoformat(), "(default: day after the last event)" if result.as_of_is_default else ""),
+        Fact(
+            "As of",
+            result.as_of.isoformat(),
+            "(default: day after the last event)" if result.as_of_is_default else "",
+        ),
         Fact("Time zone", result.timezone),
-        Fact("Currency", result.currency or fmt.DASH, "" if result.currency else "monetary is not money or not given"),
+        Fact(
+            "Currency",
+            result.currency or fmt.DASH,
+            "" if result.currency else "monetary is not money or not given",
+        ),
         Fact("Source", stats.source or fmt.DASH),
         Fact("Rows read", fmt.count(stats.rows_read)),
         Fact("Rows rejected", rejected),
@@ -155,7 +163,9 @@ def _date_range(result: ScoreResult) -> str:
     return f"{first.isoformat()} \u2013 {last.isoformat()} ({fmt.count(days)} day{'s' if days != 1 else ''})"
 
 
-def _segment_rows(summaries: Sequence[SegmentSummary], scheme: Scheme, currency: str | None) -> list[SegmentRow]:
+def _segment_rows(
+    summaries: Sequence[SegmentSummary], scheme: Scheme, currency: str | None
+) -> list[SegmentRow]:
     """The segment summary table, with each segment's description and action from the scheme."""
     rules = {rule.name: rule for rule in scheme.segments}
     rows: list[SegmentRow] = []
@@ -207,7 +217,7 @@ def _distributions(result: ScoreResult) -> list[Chart]:
         if key == "monetary" and result.currency:
             xlabel += f" ({result.currency})"
         chart = histogram_chart(values, result.bands.get(key, []), title=METRIC_TITLES[key], xlabel=xlabel,
-                                clip=key != "recency")  # fmt: skip
+                                skewed=key != "recency")  # fmt: skip
         if chart is not None:
             charts.append(chart)
     return charts
@@ -250,8 +260,12 @@ def _band_rows(bands: Sequence[ScoreBand]) -> list[BandRow]:
     """The rows of one thresholds table, best score first."""
     total = sum(b.customers for b in bands)
     return [
-        BandRow(b.score, fmt.bound(b.low), fmt.bound(b.high), fmt.count(b.customers),
-                fmt.percent(b.customers / total) if total else fmt.DASH)  # fmt: skip
+        BandRow(
+            b.score,
+            fmt.bound(b.low),
+            fmt.bound(b.high),
+            fmt.count(b.customers),
+            fmt.percent(b.customers / total) if total else fmt.DASH,
+        )  # fmt: skip
         for b in sorted(bands, key=lambda b: b.score, reverse=True)
     ]
-

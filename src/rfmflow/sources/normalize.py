@@ -67,7 +67,9 @@ def _is_text(type_name: str) -> bool:
     return type_name in ("VARCHAR", "TEXT", "STRING") or type_name.startswith("VARCHAR")
 
 
-def _detect_date(con: duckdb.DuckDBPyConnection, relation: str, column: str, forced: str | None) -> tuple[str, list[str]]:
+def _detect_date(
+    con: duckdb.DuckDBPyConnection, relation: str, column: str, forced: str | None
+) -> tuple[str, list[str]]:
     """Return (method, notes); method is 'iso', 'iso+offset', 'epoch_s', 'epoch_ms' or a strptime format."""
     col = _q(column)
     sample = [
@@ -184,9 +186,7 @@ def normalize(
     elif dtype in ("INTEGER", "BIGINT", "HUGEINT", "UBIGINT"):
         # Whole numbers of 8 digits are yyyymmdd; others epoch seconds.
         method, expected = "%Y%m%d", "format %Y%m%d"
-        day = (
-            f"(CAST(TRY_STRPTIME(CAST({dcol} AS VARCHAR), '%Y%m%d') AS DATE) - DATE '1970-01-01')"
-        )
+        day = f"(CAST(TRY_STRPTIME(CAST({dcol} AS VARCHAR), '%Y%m%d') AS DATE) - DATE '1970-01-01')"
         raw_date = f"CAST({dcol} AS VARCHAR)"
     else:
         raise InputError(f"column {columns.date!r} has type {dtype}, which is not a date")
@@ -244,16 +244,18 @@ def normalize(
                 f"THEN 'currency ' || {ccol} || ' differs from {currency}' END"
             )
 
-    fields = "".join(
-        f", TRY_CAST({_q(f)} AS DOUBLE) AS {_q(f)}" for f in options.fields if f in types
-    )
+    fields = "".join(f", TRY_CAST({_q(f)} AS DOUBLE) AS {_q(f)}" for f in options.fields if f in types)
     missing_fields = [f for f in options.fields if f not in types]
     if missing_fields:
         raise InputError(
             f"the scheme measures M from the field(s) {', '.join(missing_fields)}, which the file "
             f"does not have; it has: {', '.join(t for t in types if t != line_column)}"
         )
-    order = f"NULLIF(TRIM(CAST({_q(columns.order)} AS VARCHAR)), '')" if columns.order else "CAST(NULL AS VARCHAR)"
+    order = (
+        f"NULLIF(TRIM(CAST({_q(columns.order)} AS VARCHAR)), '')"
+        if columns.order
+        else "CAST(NULL AS VARCHAR)"
+    )
 
     reason = (
         "CASE "

@@ -64,7 +64,7 @@ class _CountingReader(io.RawIOBase):
 
 def _open_binary(path: Path) -> IO[bytes]:
     if path.suffix == ".gz":
-        return gzip.open(path, "rb")
+        return gzip.open(path, "rb")  # type: ignore[return-value]
     return path.open("rb")
 
 
@@ -184,7 +184,9 @@ def read_delimited(
     return TextRead(table, rejects, delim)
 
 
-def _chain(first: tuple[int, list[str], str], rest: Iterator[tuple[int, list[str], str]]) -> Iterator[tuple[int, list[str], str]]:
+def _chain(
+    first: tuple[int, list[str], str], rest: Iterator[tuple[int, list[str], str]]
+) -> Iterator[tuple[int, list[str], str]]:
     yield first
     yield from rest
 
