@@ -82,16 +82,18 @@ def _summaries(frame: pd.DataFrame) -> list[SegmentSummary]:
     for name, group in frame.groupby("segment", sort=False):
         recency = group["recency_days"].mean()
         revenue = float(group["monetary"].sum())
-        out.append(SegmentSummary(
-            segment=str(name),
-            customers=len(group),
-            share=len(group) / total,
-            mean_recency_days=None if pd.isna(recency) else float(recency),
-            mean_frequency=float(group["frequency"].mean()),
-            mean_monetary=float(group["monetary"].mean()),
-            revenue=Decimal(f"{revenue:.2f}"),
-            revenue_share=revenue / positive,
-        ))  # fmt: skip
+        out.append(
+            SegmentSummary(
+                segment=str(name),
+                customers=len(group),
+                share=len(group) / total,
+                mean_recency_days=None if pd.isna(recency) else float(recency),
+                mean_frequency=float(group["frequency"].mean()),
+                mean_monetary=float(group["monetary"].mean()),
+                revenue=Decimal(f"{revenue:.2f}"),
+                revenue_share=revenue / positive,
+            )
+        )
     return out
 
 
@@ -128,18 +130,20 @@ def make_result(
     if decimal_monetary:
         money = pa.array([Decimal(f"{v:.2f}") for v in monetary], pa.decimal128(18, 2))
     rfm = [f"{a}{b}{c}" for a, b, c in zip(r, f, m if m is not None else [""] * n, strict=True)]
-    table = pa.table({
-        "customer_id": pa.array([f"c{i:05d}" for i in range(n)]),
-        "recency_days": pa.array(recency, pa.float64(), from_pandas=True).cast(pa.int64()),
-        "frequency": pa.array(frequency.astype(np.int64)),
-        "monetary": money,
-        "r_score": pa.array(r),
-        "f_score": pa.array(f),
-        "m_score": pa.array(m) if m is not None else pa.nulls(n, pa.int64()),
-        "rfm": pa.array(rfm),
-        "segment": pa.array(segment.tolist(), pa.string()),
-        "tenure_days": pa.array((np.nan_to_num(recency) + 30).astype(np.int64)),
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "customer_id": pa.array([f"c{i:05d}" for i in range(n)]),
+            "recency_days": pa.array(recency, pa.float64(), from_pandas=True).cast(pa.int64()),
+            "frequency": pa.array(frequency.astype(np.int64)),
+            "monetary": money,
+            "r_score": pa.array(r),
+            "f_score": pa.array(f),
+            "m_score": pa.array(m) if m is not None else pa.nulls(n, pa.int64()),
+            "rfm": pa.array(rfm),
+            "segment": pa.array(segment.tolist(), pa.string()),
+            "tenure_days": pa.array((np.nan_to_num(recency) + 30).astype(np.int64)),
+        }
+    )
     bands = {"recency": _bands(recency, r, 5), "frequency": _bands(frequency, f, 5)}
     if m is not None:
         bands["monetary"] = _bands(monetary, m, 5)
@@ -177,8 +181,8 @@ def _svg_count(html: str) -> int:
 
 def _row(html: str, name: str) -> str:
     """The table row of segment ``name``."""
-    match = re.search(rf"<tr[^>]*>\s*<th scope=\"row\"><span class=\"segment-name\">{re.escape(name)}</span>.*?</tr>",
-                      html, re.S)  # fmt: skip
+    cell = rf'<th scope="row"><span class="segment-name">{re.escape(name)}</span>'
+    match = re.search(rf"<tr[^>]*>\s*{cell}.*?</tr>", html, re.S)
     assert match, f"no table row for {name!r}"
     return match.group(0)
 
@@ -212,8 +216,14 @@ def test_segment_table_has_names_counts_and_actions(full: tuple[ScoreResult, str
 def test_charts_are_inline_svg_with_unique_ids(full: tuple[ScoreResult, str]) -> None:
     _, html = full
     assert _svg_count(html) == 6  # segments, 2 heat maps, R/F/M histograms
-    for chart in ("chart-segments", "chart-heat-customers", "chart-heat-revenue", "chart-recency",
-                  "chart-frequency", "chart-monetary"):  # fmt: skip
+    for chart in (
+        "chart-segments",
+        "chart-heat-customers",
+        "chart-heat-revenue",
+        "chart-recency",
+        "chart-frequency",
+        "chart-monetary",
+    ):
         assert f'id="{chart}"' in html
     assert "<?xml" not in html and "<!DOCTYPE svg" not in html
     ids = re.findall(r'\bid="([^"]+)"', html)

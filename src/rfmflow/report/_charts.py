@@ -6,6 +6,7 @@ matplotlib is imported inside the functions, so importing this module builds not
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -79,16 +80,27 @@ def segment_chart(summaries: Sequence[SegmentSummary], *, revenue_label: str = "
         ax.set_xlabel(f"share of all customers / of total {revenue_label}")
         ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=2, frameon=False)
         svg = figure_to_svg(fig, prefix="segments", label=f"Customers and {revenue_label} share per segment")
-    return Chart("chart-segments", "Segment sizes", svg, "Bars: share of customers (count in label) and "
-                 f"share of total {revenue_label} per segment.")  # fmt: skip
+    return Chart(
+        "chart-segments",
+        "Segment sizes",
+        svg,
+        f"Bars: share of customers (count in label) and share of total {revenue_label} per segment.",
+    )
 
 
 def _bar_label(ax: Axes, value: float, position: float, text: str) -> None:
     """Write ``text`` just past the end of a horizontal bar."""
     offset = 3 if value >= 0 else -3
-    ax.annotate(plain(text), xy=(max(value, 0.0) if value >= 0 else value, position), xytext=(offset, 0),
-                textcoords="offset points", va="center", ha="left" if value >= 0 else "right",
-                fontsize=7.5, color="#333333")  # fmt: skip
+    ax.annotate(
+        plain(text),
+        xy=(max(value, 0.0) if value >= 0 else value, position),
+        xytext=(offset, 0),
+        textcoords="offset points",
+        va="center",
+        ha="left" if value >= 0 else "right",
+        fontsize=7.5,
+        color="#333333",
+    )
 
 
 # --- R x F heat maps -----------------------------------------------------------------------------
@@ -115,11 +127,22 @@ def count_heatmap(counts: FloatArray) -> Chart:
             label += f"\n{fmt.percent(value / total)}"
         return label
 
-    svg = _heatmap(counts, counts, cmap="Blues", text=text, bar_label="customers",
-                   prefix="heat-count", label="Customers per r_score and f_score")  # fmt: skip
-    return Chart("chart-heat-customers", "R \u00d7 F: customers", svg,
-                 "Rows are r_score (recency), columns f_score (frequency); each cell is the number of "
-                 "customers with that pair of scores.")  # fmt: skip
+    svg = _heatmap(
+        counts,
+        counts,
+        cmap="Blues",
+        text=text,
+        bar_label="customers",
+        prefix="heat-count",
+        label="Customers per r_score and f_score",
+    )
+    return Chart(
+        "chart-heat-customers",
+        "R \u00d7 F: customers",
+        svg,
+        "Rows are r_score (recency), columns f_score (frequency); each cell is the number of "
+        "customers with that pair of scores.",
+    )
 
 
 def revenue_heatmap(revenue: FloatArray, counts: FloatArray, *, revenue_label: str) -> Chart:
@@ -128,11 +151,22 @@ def revenue_heatmap(revenue: FloatArray, counts: FloatArray, *, revenue_label: s
     def text(value: float) -> str:
         return fmt.compact(value)
 
-    svg = _heatmap(revenue, counts, cmap="Greens", text=text, bar_label=revenue_label,
-                   prefix="heat-revenue", label=f"Total {revenue_label} per r_score and f_score")  # fmt: skip
-    return Chart("chart-heat-revenue", f"R \u00d7 F: {revenue_label}", svg,
-                 f"Same grid, coloured by total {revenue_label} (sum of monetary) of the customers in each "
-                 "cell; empty cells have no customers.")  # fmt: skip
+    svg = _heatmap(
+        revenue,
+        counts,
+        cmap="Greens",
+        text=text,
+        bar_label=revenue_label,
+        prefix="heat-revenue",
+        label=f"Total {revenue_label} per r_score and f_score",
+    )
+    return Chart(
+        "chart-heat-revenue",
+        f"R \u00d7 F: {revenue_label}",
+        svg,
+        f"Same grid, coloured by total {revenue_label} (sum of monetary) of the customers in each "
+        "cell; empty cells have no customers.",
+    )
 
 
 def _heatmap(
@@ -155,16 +189,24 @@ def _heatmap(
         norm, colormap = _norm(values, cmap)
         x_edges = np.arange(f_bins + 1) + 0.5
         y_edges = np.arange(r_bins + 1) + 0.5
-        mesh = ax.pcolormesh(x_edges, y_edges, values, cmap=colormap, norm=norm,
-                             edgecolors="white", linewidth=0.8)  # fmt: skip
+        mesh = ax.pcolormesh(
+            x_edges, y_edges, values, cmap=colormap, norm=norm, edgecolors="white", linewidth=0.8
+        )
         size = _cell_font_size(max(r_bins, f_bins))
         for (row, col), value in np.ndenumerate(values):
             if counts[row, col] == 0 and value == 0:
                 continue
             shade = float(norm(value))
             dark = shade > 0.6 if norm.vmin is not None and norm.vmin >= 0 else abs(shade - 0.5) > 0.3
-            ax.text(col + 1, row + 1, plain(text(float(value))), ha="center", va="center", fontsize=size,
-                    color="white" if dark else "#1a1a1a")  # fmt: skip
+            ax.text(
+                col + 1,
+                row + 1,
+                plain(text(float(value))),
+                ha="center",
+                va="center",
+                fontsize=size,
+                color="white" if dark else "#1a1a1a",
+            )
         ax.set_xticks(range(1, f_bins + 1), [f"F{i}" for i in range(1, f_bins + 1)])
         ax.set_yticks(range(1, r_bins + 1), [f"R{i}" for i in range(1, r_bins + 1)])
         ax.set_xlabel("f_score (frequency, higher is more)")
@@ -291,7 +333,9 @@ def _log_edges(low: float, high: float) -> FloatArray:
     from matplotlib.scale import SymmetricalLogTransform
 
     transform = SymmetricalLogTransform(10, LINTHRESH, LINSCALE)
-    ends = transform.transform_non_affine(np.array([low, high], dtype=np.float64))
+    ends = np.asarray(
+        transform.transform_non_affine(np.array([low, high], dtype=np.float64)), dtype=np.float64
+    )
     if not ends[1] > ends[0]:
         return _linear_edges(low, high, False)
     steps = np.linspace(float(ends[0]), float(ends[1]), CONTINUOUS_BINS + 1)
@@ -319,7 +363,7 @@ def boundaries(ordered: Sequence[ScoreBand]) -> list[float | None]:
     they touch), so it falls between histogram bars; ``None`` when neither bound is known.
     """
     out: list[float | None] = []
-    for below, above in zip(ordered, ordered[1:], strict=False):
+    for below, above in itertools.pairwise(ordered):
         if below.high is None:
             out.append(None if above.low is None else float(above.low))
         elif above.low is not None and above.low > below.high:
@@ -348,8 +392,18 @@ def _draw_boundaries(ax: Axes, bands: Sequence[ScoreBand], prefix: str, low: flo
             continue
         last_label = position
         text = f"\u2264 {fmt.bound(below.high)} " if below.high is not None else f"< {fmt.bound(x)} "
-        ax.text(x, 0.97, plain(text), transform=ax.get_xaxis_transform(), rotation=90, ha="right", va="top",
-                fontsize=7, color=BOUNDARY_COLOR, bbox=LABEL_BOX)  # fmt: skip
+        ax.text(
+            x,
+            0.97,
+            plain(text),
+            transform=ax.get_xaxis_transform(),
+            rotation=90,
+            ha="right",
+            va="top",
+            fontsize=7,
+            color=BOUNDARY_COLOR,
+            bbox=LABEL_BOX,
+        )
     edges: list[float | None] = [low, *cuts, high]
     for band, left, right in zip(ordered, edges, edges[1:], strict=False):
         if left is None or right is None:
@@ -358,8 +412,17 @@ def _draw_boundaries(ax: Axes, bands: Sequence[ScoreBand], prefix: str, low: flo
         if right <= left or _pixels(ax, right) - _pixels(ax, left) < MIN_REGION_PX:
             continue
         middle = _middle(ax, left, right)
-        ax.text(middle, 1.01, f"{prefix}{band.score}", transform=ax.get_xaxis_transform(), ha="center",
-                va="bottom", fontsize=8, fontweight="bold", color="#444444")  # fmt: skip
+        ax.text(
+            middle,
+            1.01,
+            f"{prefix}{band.score}",
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            fontweight="bold",
+            color="#444444",
+        )
     return hidden
 
 
@@ -379,20 +442,28 @@ def _histogram_caption(metric: Metric, layout: Layout, hidden: int) -> str:
     total = metric.values.size
     parts: list[str] = []
     if metric.half_life_days is not None:
-        parts.append(f"Scored on the time-decayed value ({metric.column}, half-life "
-                     f"{fmt.bound(metric.half_life_days)} days).")  # fmt: skip
+        parts.append(
+            f"Scored on the time-decayed value ({metric.column}, half-life "
+            f"{fmt.bound(metric.half_life_days)} days)."
+        )
     if layout.log:
-        parts.append("Very skewed, so the x axis is logarithmic (linear between -1 and 1, so zero and "
-                     "negative values still show); bars are equally wide on that scale.")  # fmt: skip
+        parts.append(
+            "Very skewed, so the x axis is logarithmic (linear between -1 and 1, so zero and "
+            "negative values still show); bars are equally wide on that scale."
+        )
     if layout.clipped_at is not None:
-        parts.append(f"Skewed: the x axis is clipped at the 99th percentile ({fmt.bound(layout.clipped_at)}); "
-                     f"{fmt.count(layout.above)} customers ({fmt.percent(layout.above / total)}) above it are "
-                     "not shown.")  # fmt: skip
+        above = f"{fmt.count(layout.above)} customers ({fmt.percent(layout.above / total)})"
+        parts.append(
+            f"Skewed: the x axis is clipped at the 99th percentile ({fmt.bound(layout.clipped_at)}); "
+            f"{above} above it are not shown."
+        )
     if metric.missing:
-        parts.append(f"{fmt.count(metric.missing)} customers ({fmt.percent(metric.missing / total)}) have no "
-                     f"{metric.column} value and are not shown.")  # fmt: skip
+        parts.append(
+            f"{fmt.count(metric.missing)} customers ({fmt.percent(metric.missing / total)}) have no "
+            f"{metric.column} value and are not shown."
+        )
     if hidden:
-        parts.append(f"{hidden} score boundar{'y lies' if hidden == 1 else 'ies lie'} outside the shown range "
-                     "(see the thresholds table).")  # fmt: skip
+        lies = "boundary lies" if hidden == 1 else "boundaries lie"
+        parts.append(f"{hidden} score {lies} outside the shown range (see the thresholds table).")
     parts.append("Dashed lines: score boundaries; labels above: the score of each range.")
     return " ".join(parts)

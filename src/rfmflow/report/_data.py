@@ -43,8 +43,11 @@ def float_column(table: pa.Table, name: str) -> FloatArray | None:
     column = table.column(name)
     if column.null_count == len(column) and len(column) > 0:
         return None
-    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
-            or pa.types.is_decimal(column.type)):  # fmt: skip
+    if not (
+        pa.types.is_integer(column.type)
+        or pa.types.is_floating(column.type)
+        or pa.types.is_decimal(column.type)
+    ):
         return None
     as_float = pc.cast(column, pa.float64(), safe=False)
     return np.asarray(as_float.to_numpy(), dtype=np.float64)

@@ -41,7 +41,9 @@ def bound(value: float | None) -> str:
 
 
 def compact(value: float) -> str:
-    """Short form for chart labels: ``950`` -> ``'950'``, ``12345`` -> ``'12.3k'``, ``2.5e6`` -> ``'2.5M'``."""
+    """Short form for chart labels: ``950`` -> ``'950'``, ``12345`` -> ``'12.3k'``, ``2.5e6`` -> ``'2.5M'``.
+
+    Values under 10,000 keep all their digits (with separators)."""
     if not math.isfinite(value):
         return ""
     size = abs(value)

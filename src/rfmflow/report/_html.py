@@ -171,20 +171,27 @@ def _segment_rows(
     rows: list[SegmentRow] = []
     for s in summaries:
         rule = rules.get(s.segment)
-        rows.append(SegmentRow(
-            name=s.segment,
-            description=rule.description if rule else ("no segment rule matched" if s.segment == NO_SEGMENT else ""),
-            action=rule.action if rule and rule.action else "",
-            customers=fmt.count(s.customers),
-            share=fmt.percent(s.share),
-            recency=fmt.number(s.mean_recency_days, 1),
-            frequency=fmt.number(s.mean_frequency, 2),
-            monetary=fmt.number(s.mean_monetary, 2),
-            revenue=fmt.number(s.revenue, 2),
-            revenue_share=fmt.percent(s.revenue_share),
-            unmatched=s.segment == NO_SEGMENT,
-        ))  # fmt: skip
+        rows.append(
+            SegmentRow(
+                name=s.segment,
+                description=rule.description if rule else _unmatched(s.segment),
+                action=rule.action if rule and rule.action else "",
+                customers=fmt.count(s.customers),
+                share=fmt.percent(s.share),
+                recency=fmt.number(s.mean_recency_days, 1),
+                frequency=fmt.number(s.mean_frequency, 2),
+                monetary=fmt.number(s.mean_monetary, 2),
+                revenue=fmt.number(s.revenue, 2),
+                revenue_share=fmt.percent(s.revenue_share),
+                unmatched=s.segment == NO_SEGMENT,
+            )
+        )
     return rows
+
+
+def _unmatched(segment: str) -> str:
+    """The description of a segment the scheme does not define."""
+    return "no segment rule matched" if segment == NO_SEGMENT else ""
 
 
 def _heatmaps(result: ScoreResult, revenue_label: str) -> list[Chart]:
@@ -216,8 +223,13 @@ def _distributions(result: ScoreResult) -> list[Chart]:
         xlabel = values.column
         if key == "monetary" and result.currency:
             xlabel += f" ({result.currency})"
-        chart = histogram_chart(values, result.bands.get(key, []), title=METRIC_TITLES[key], xlabel=xlabel,
-                                skewed=key != "recency")  # fmt: skip
+        chart = histogram_chart(
+            values,
+            result.bands.get(key, []),
+            title=METRIC_TITLES[key],
+            xlabel=xlabel,
+            skewed=key != "recency",
+        )
         if chart is not None:
             charts.append(chart)
     return charts
@@ -266,6 +278,6 @@ def _band_rows(bands: Sequence[ScoreBand]) -> list[BandRow]:
             fmt.bound(b.high),
             fmt.count(b.customers),
             fmt.percent(b.customers / total) if total else fmt.DASH,
-        )  # fmt: skip
+        )
         for b in sorted(bands, key=lambda b: b.score, reverse=True)
     ]

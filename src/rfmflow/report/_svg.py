@@ -7,7 +7,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -43,7 +43,7 @@ def chart_context() -> Iterator[None]:
     """Fixed matplotlib settings; missing-glyph warnings (non-Latin segment names) silenced."""
     import matplotlib
 
-    with matplotlib.rc_context(RC), warnings.catch_warnings():
+    with matplotlib.rc_context(cast(Any, RC)), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Glyph .* missing from", category=UserWarning)
         yield
 
