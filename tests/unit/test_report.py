@@ -57,21 +57,15 @@ def _scores(values: np.ndarray, bins: int, *, descending: bool = False) -> np.nd
     """Equal-share scores 1..bins, ties kept together (nulls get 1); descending: low value, high score."""
     ranks = pd.Series(values).rank(method="min", ascending=not descending).to_numpy()
     scores = np.ceil(ranks * bins / len(values))
-    return np.clip(np.nan_to_num(scores, nan=1.0), 1, bins).astype(np.int64)
+    return np.asarray(np.clip(np.nan_to_num(scores, nan=1.0), 1, bins), dtype=np.int64)
 
 
 def _bands(values: np.ndarray, scores: np.ndarray, bins: int) -> list[ScoreBand]:
     """Observed low/high/customers per score."""
     frame = pd.DataFrame({"v": values, "s": scores}).dropna()
     grouped = frame.groupby("s")["v"].agg(["min", "max", "count"])
-    out = []
-    for score in range(1, bins + 1):
-        if score in grouped.index:
-            row = grouped.loc[score]
-            out.append(ScoreBand(score, float(row["min"]), float(row["max"]), int(row["count"])))
-        else:
-            out.append(ScoreBand(score, None, None, 0))
-    return out
+    seen = {int(s): (float(lo), float(hi), int(c)) for s, lo, hi, c in grouped.itertuples()}
+    return [ScoreBand(score, *seen.get(score, (None, None, 0))) for score in range(1, bins + 1)]
 
 
 def _summaries(frame: pd.DataFrame) -> list[SegmentSummary]:

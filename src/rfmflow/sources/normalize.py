@@ -85,27 +85,36 @@ def _detect_date(
     con.execute("CREATE OR REPLACE TEMP TABLE _date_sample(v VARCHAR)")
     con.executemany("INSERT INTO _date_sample VALUES (?)", [(v,) for v in sample])
 
-    def all_parse(expr: str) -> bool:
-        bad = con.execute(f"SELECT count(*) FROM _date_sample WHERE ({expr}) IS NULL").fetchone()
-        return bad is not None and bad[0] == 0
-
-    has_zone = any(re.search(r"(Z|[+-]\d\d:?\d\d)$", v) for v in sample[:200])
-    if all(re.fullmatch(r"\d{4}-\d\d-\d\d([ T].*)?", v) for v in sample[:200]):
-        if has_zone and all_parse("TRY_CAST(v AS TIMESTAMPTZ)"):
-            return "iso+offset", []
-        if all_parse("TRY_CAST(v AS TIMESTAMP)"):
-            return "iso", []
-    if all(re.fullmatch(r"\d{13}", v) for v in sample[:200]):
-        return "epoch_ms", ["dates read as Unix epoch milliseconds"]
-    if all(re.fullmatch(r"\d{9,10}", v) for v in sample[:200]):
-        return "epoch_s", ["dates read as Unix epoch seconds"]
-    fits = [f for f in DATE_FORMATS if all_parse(f"TRY_STRPTIME(v, {_lit(f)})")]
-    if not fits:
+    # Count how many sample values each way of reading parses and take the best, so that a
+    # few bad values are rejected row by row instead of hiding the format of all the others.
+    iso = r"regexp_full_match(v, '\d{4}-\d\d-\d\d([ T].*)?')"
+    candidates: list[tuple[str, str]] = []
+    if any(re.search(r"(Z|[+-]\d\d:?\d\d)$", v) for v in sample[:200]):
+        candidates.append(("iso+offset", f"CASE WHEN {iso} THEN TRY_CAST(v AS TIMESTAMPTZ) END"))
+    candidates += [
+        ("iso", f"CASE WHEN {iso} THEN TRY_CAST(v AS TIMESTAMP) END"),
+        ("epoch_ms", r"CASE WHEN regexp_full_match(v, '\d{13}') THEN 1 END"),
+        ("epoch_s", r"CASE WHEN regexp_full_match(v, '\d{9,10}') THEN 1 END"),
+        *((f, f"TRY_STRPTIME(v, {_lit(f)})") for f in DATE_FORMATS),
+    ]
+    row = con.execute(
+        "SELECT " + ", ".join(f"count({expr})" for _, expr in candidates) + " FROM _date_sample"
+    ).fetchone()
+    counts = dict(zip((method for method, _ in candidates), row or (), strict=True))
+    best = max(counts.values())
+    if best * 2 < len(sample):  # most values fit no format: ask for it rather than reject most rows
         shown = ", ".join(repr(v) for v in sample[:3])
         raise InputError(
             f"column {column!r}: cannot recognise the date format of values such as {shown}; "
             f"pass --date-format (a strptime format such as %d/%m/%Y)"
         )
+    fits = [method for method, n in counts.items() if n == best]
+    if fits[0] == "epoch_ms":
+        return "epoch_ms", ["dates read as Unix epoch milliseconds"]
+    if fits[0] == "epoch_s":
+        return "epoch_s", ["dates read as Unix epoch seconds"]
+    if fits[0] in ("iso", "iso+offset"):
+        return fits[0], []
     notes = []
     first = fits[0]
     if first.startswith("%m/%d") and any(f.startswith("%d/%m") for f in fits):
