@@ -41,7 +41,7 @@ def events(*rows: EventRow) -> pa.Table:
     for row in rows:
         customers.append(row[0])
         when = row[1]
-        whens.append(when.isoformat() if isinstance(when, datetime) else when.isoformat())
+        whens.append(when.isoformat())
         amounts.append(None if row[2] is None else str(row[2]))
         types.append(row[3] if len(row) > 3 else "purchase")
     return pa.table(

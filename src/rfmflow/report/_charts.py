@@ -93,7 +93,7 @@ def _bar_label(ax: Axes, value: float, position: float, text: str) -> None:
     offset = 3 if value >= 0 else -3
     ax.annotate(
         plain(text),
-        xy=(max(value, 0.0) if value >= 0 else value, position),
+        xy=(value, position),
         xytext=(offset, 0),
         textcoords="offset points",
         va="center",

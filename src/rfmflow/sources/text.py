@@ -77,21 +77,33 @@ def _open_text(path: Path, progress: ProgressFn | None) -> IO[str]:
     return io.TextIOWrapper(counting, encoding=encoding, newline="")
 
 
+def _widths(sample: str, delimiter: str) -> set[int]:
+    """Field counts of the first 20 non-blank records, quoted fields (also spanning lines) kept whole."""
+    widths: list[int] = []
+    try:
+        for fields in csv.reader(io.StringIO(sample), delimiter=delimiter):
+            if fields and any(f.strip() for f in fields):
+                widths.append(len(fields))
+            if len(widths) >= 20:
+                break
+    except csv.Error:
+        return set()
+    return set(widths)
+
+
 def sniff_delimiter(sample: str) -> str:
     """Guess the delimiter: one of ``, ; TAB |`` or ``"whitespace"`` (runs of blanks)."""
     lines = [ln for ln in sample.splitlines() if ln.strip()][:50]
     if not lines:
         return ","
+    candidates = [",", ";", "\t", "|"]
     try:
-        dialect = csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t|")
-        counts = {len(next(csv.reader([ln], delimiter=dialect.delimiter))) for ln in lines[:20]}
-        if len(counts) == 1 and counts.pop() > 1:
-            return dialect.delimiter
-    except (csv.Error, StopIteration):
+        candidates.insert(0, csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t|").delimiter)
+    except csv.Error:
         pass
-    for delim in (",", ";", "\t", "|"):
-        counts = {len(next(csv.reader([ln], delimiter=delim))) for ln in lines[:20]}
-        if len(counts) == 1 and next(iter(counts)) > 1:
+    for delim in candidates:
+        widths = _widths(sample, delim)
+        if len(widths) == 1 and next(iter(widths)) > 1:
             return delim
     widths = {len(ln.split()) for ln in lines[:20]}
     if len(widths) == 1 and next(iter(widths)) > 1:
@@ -127,7 +139,11 @@ def read_delimited(
     progress: ProgressFn | None = None,
     strict: bool = False,
 ) -> TextRead:
-    """Read a delimited text file; every column is text, plus the ``_line`` column."""
+    """Read a delimited text file; every column is text, plus the ``_line`` column.
+
+    Rows with the wrong number of fields are returned as rejects even when ``strict``: an
+    earlier row may still fail a value check, and strict mode must name the first bad line.
+    """
     with _open_text(path, None) as probe:
         sample = probe.read(65536)
     if not sample.strip():
@@ -164,12 +180,7 @@ def read_delimited(
         lines: list[int] = []
         for line, fields, raw in records:
             if len(fields) != width:
-                reason = f"wrong number of fields: expected {width}, got {len(fields)}"
-                if strict:
-                    from rfmflow.core.errors import RejectedRowError
-
-                    raise RejectedRowError(line, reason, str(path))
-                rejects.append((line, reason, raw))
+                rejects.append((line, f"wrong number of fields: expected {width}, got {len(fields)}", raw))
                 continue
             lines.append(line)
             for i, value in enumerate(fields):
@@ -209,9 +220,10 @@ def _text(value: Any) -> str | None:
 
 
 def read_json(path: Path, *, progress: ProgressFn | None = None, strict: bool = False) -> TextRead:
-    """Read JSON lines (one object a line) or a JSON array of objects."""
-    from rfmflow.core.errors import RejectedRowError
+    """Read JSON lines (one object a line) or a JSON array of objects.
 
+    Malformed lines are returned as rejects even when ``strict`` (see :func:`read_delimited`).
+    """
     rejects: list[tuple[int, str, str]] = []
     rows: list[tuple[int, dict[str, Any]]] = []
     with _open_text(path, progress) as handle:
@@ -227,8 +239,6 @@ def read_json(path: Path, *, progress: ProgressFn | None = None, strict: bool = 
                 raise InputError(f"{path}: line {err.lineno}: invalid JSON: {err.msg}") from None
             for i, item in enumerate(items, start=1):
                 if not isinstance(item, dict):
-                    if strict:
-                        raise RejectedRowError(i, "array item is not an object", str(path))
                     rejects.append((i, f"array item {i} is not an object", _text(item) or ""))
                     continue
                 rows.append((i, item))
@@ -239,14 +249,9 @@ def read_json(path: Path, *, progress: ProgressFn | None = None, strict: bool = 
                 try:
                     item = json.loads(line)
                 except json.JSONDecodeError as err:
-                    reason = f"invalid JSON: {err.msg} (column {err.colno})"
-                    if strict:
-                        raise RejectedRowError(number, reason, str(path)) from None
-                    rejects.append((number, reason, line.rstrip("\r\n")))
+                    rejects.append((number, f"invalid JSON: {err.msg} (column {err.colno})", line.rstrip("\r\n")))
                     continue
                 if not isinstance(item, dict):
-                    if strict:
-                        raise RejectedRowError(number, "not a JSON object", str(path))
                     rejects.append((number, "not a JSON object", line.rstrip("\r\n")))
                     continue
                 rows.append((number, item))
