@@ -250,6 +250,11 @@ FAST = ("baseline", "baseline_sorted", "rfmflow", "cli")
 ALL = ("baseline", "baseline_sorted", "rfmflow", "cli", "pandas", "lifetimes")
 
 
+def _load() -> str:
+    with open("/proc/loadavg") as fh:
+        return fh.read().split()[0]
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
@@ -270,7 +275,10 @@ def run_worker(name: str, path: str, dump: str | None) -> None:
         import pandas  # noqa: F401
         import pyarrow.parquet  # noqa: F401
     idle = _current_rss_mb()
+    before = resource.getrusage(resource.RUSAGE_SELF)
     seconds, result = WORKERS[name](path)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     peak = _rss_mb()  # before the (untimed) dump below
     rows = len(result) if result is not None else 0
     if dump and result is not None:
@@ -279,14 +287,14 @@ def run_worker(name: str, path: str, dump: str | None) -> None:
 
         table = result if isinstance(result, pa.Table) else pa.Table.from_pandas(result, preserve_index=False)
         pq.write_table(table, dump)
-    print(json.dumps({"seconds": seconds, "peak_mb": peak, "idle_mb": idle, "customers": rows}))
+    print(json.dumps({"seconds": seconds, "peak_mb": peak, "idle_mb": idle, "customers": rows, "cpu": cpu}))
 
 
 # --------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------
-def _spawn(cmd: list[str], timeout: float | None = None) -> tuple[int, str, str, float, float]:
-    """Run ``cmd``; return (exit code, stdout, stderr, wall seconds, peak RSS MiB of that child)."""
+def _spawn(cmd: list[str]) -> tuple[int, str, str, float, float, float]:
+    """Run ``cmd``; return (exit code, stdout, stderr, wall s, peak RSS MiB, CPU s) of that child."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=HERE.parent)
@@ -295,23 +303,24 @@ def _spawn(cmd: list[str], timeout: float | None = None) -> tuple[int, str, str,
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return proc.returncode, out.read().decode(), err.read().decode(), wall, usage.ru_maxrss / 1024
+        cpu = usage.ru_utime + usage.ru_stime
+        return proc.returncode, out.read().decode(), err.read().decode(), wall, usage.ru_maxrss / 1024, cpu
 
 
 def measure(name: str, path: Path, dump: Path | None) -> dict:
     if name == "cli":
         exe = Path(sys.executable).with_name("rfmflow")
         target = (dump or Path(tempfile.gettempdir()) / "rfmflow_bench_cli.parquet")
-        code, out, err, wall, peak = _spawn([str(exe), "score", str(path), "-o", str(target)])
+        code, out, err, wall, peak, cpu = _spawn([str(exe), "score", str(path), "-o", str(target)])
         if code != 0:
             raise RuntimeError(f"rfmflow CLI failed ({code}): {err[-2000:]}")
         if dump is None:
             target.unlink(missing_ok=True)
-        return {"seconds": wall, "peak_mb": peak, "idle_mb": None, "customers": None}
+        return {"seconds": wall, "peak_mb": peak, "idle_mb": None, "customers": None, "cpu": cpu}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--path", str(path)]
     if dump is not None:
         cmd += ["--dump", str(dump)]
-    code, out, err, _, peak = _spawn(cmd)
+    code, out, err, _, peak, _ = _spawn(cmd)
     if code != 0:
         raise RuntimeError(f"worker {name} failed ({code}): {err[-3000:]}")
     data = json.loads(out.strip().splitlines()[-1])
@@ -405,9 +414,10 @@ def bench_size(rows: int, approaches: list[str], repeat: int | None, out: list[s
                 dump = tmp / f"{name}.parquet" if i == 0 else None
                 res = measure(name, path, dump)
                 print(f"  {size_label(rows)} {LABELS[name]:<26} run {i + 1}: {res['seconds']:.2f}s "
-                      f"peak {res['peak_mb']:.0f} MB", file=sys.stderr)
-                prev = results.setdefault(name, {"runs": [], "peak_mb": 0.0, "idle_mb": res["idle_mb"]})
+                      f"(cpu {res['cpu']:.2f}s) peak {res['peak_mb']:.0f} MB, load {_load()}", file=sys.stderr)
+                prev = results.setdefault(name, {"runs": [], "cpus": [], "peak_mb": 0.0, "idle_mb": res["idle_mb"]})
                 prev["runs"].append(res["seconds"])
+                prev["cpus"].append(res["cpu"])
                 prev["peak_mb"] = max(prev["peak_mb"], res["peak_mb"])
                 if dump is not None:
                     dumps[name] = dump
@@ -415,8 +425,9 @@ def bench_size(rows: int, approaches: list[str], repeat: int | None, out: list[s
             dump = tmp / f"{name}.parquet"
             res = measure(name, path, dump)
             print(f"  {size_label(rows)} {LABELS[name]:<26} run 1: {res['seconds']:.2f}s "
-                  f"peak {res['peak_mb']:.0f} MB", file=sys.stderr)
-            results[name] = {"runs": [res["seconds"]], "peak_mb": res["peak_mb"], "idle_mb": res["idle_mb"]}
+                  f"(cpu {res['cpu']:.2f}s) peak {res['peak_mb']:.0f} MB, load {_load()}", file=sys.stderr)
+            results[name] = {"runs": [res["seconds"]], "cpus": [res["cpu"]], "peak_mb": res["peak_mb"],
+                             "idle_mb": res["idle_mb"]}
             dumps[name] = dump
         check_lines = sanity_check(dumps)
     finally:
@@ -425,7 +436,8 @@ def bench_size(rows: int, approaches: list[str], repeat: int | None, out: list[s
     base = min(results["baseline"]["runs"]) if "baseline" in results else None
     title = f"{rows:,} rows ({path.name}, {path.stat().st_size / 2**20:,.0f} MiB)"
     out.append(title)
-    out.append(f"  {'approach':<26} {'seconds':>8} {'x baseline':>11} {'peak RSS MB':>12} {'idle MB':>8}  runs")
+    out.append(f"  {'approach':<26} {'seconds':>8} {'x baseline':>11} {'CPU s':>7} {'peak RSS MB':>12} "
+               f"{'idle MB':>8}  runs (s)")
     for name in approaches:
         if name not in results:
             continue
@@ -434,7 +446,8 @@ def bench_size(rows: int, approaches: list[str], repeat: int | None, out: list[s
         ratio = f"{best / base:.2f}x" if base else "-"
         idle = f"{r['idle_mb']:.0f}" if r["idle_mb"] is not None else "-"
         runs = ", ".join(f"{s:.2f}" for s in r["runs"])
-        out.append(f"  {LABELS[name]:<26} {best:8.2f} {ratio:>11} {r['peak_mb']:12.0f} {idle:>8}  {runs}")
+        cpu = r["cpus"][r["runs"].index(best)]
+        out.append(f"  {LABELS[name]:<26} {best:8.2f} {ratio:>11} {cpu:7.2f} {r['peak_mb']:12.0f} {idle:>8}  {runs}")
     out.append("  sanity check (per customer, full join on customer_id):")
     out.extend(check_lines)
     return results

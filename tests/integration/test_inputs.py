@@ -7,6 +7,7 @@ hand in the test, so a failure points at the reading or the scoring, never at th
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -168,6 +169,29 @@ def test_quoted_fields_with_delimiter_and_newline_keep_physical_line_numbers(tmp
         ["6", "wrong number of fields: expected 4, got 2"],
     ]
     assert "oops" in rows[0][2]
+
+
+def test_semicolons_with_quoted_newlines_and_decimal_commas_are_sniffed(tmp_path: Path) -> None:
+    text = (
+        "customer_id;order_date;amount;note\n"  # line 1
+        'c1;2024-01-01;5,25;"two\n'  # line 2
+        'lines"\n'  # line 3
+        'c2;2024-01-02;6;"a;b"\n'  # line 4
+        "c3;2024-01-03;x;z\n"  # line 5: rejected
+        "c3;2024-01-03;1.234,5;z\n"  # line 6
+    )
+    rejects = tmp_path / "r.csv"
+    result = rfmflow.score(write(tmp_path / "semi.csv", text), decimal_comma=True, rejects_path=rejects)
+    # As of 2024-01-04.
+    assert rfm(result) == {"c1": (3, 1, D("5.25")), "c2": (2, 1, D("6.00")), "c3": (1, 1, D("1234.50"))}
+    _, rows = read_rejects(rejects)
+    assert [r[:2] for r in rows] == [["5", "non-numeric amount 'x'"]]
+
+
+def test_gzipped_csv(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv.gz"
+    path.write_bytes(gzip.compress(delimited(BASE_ROWS, ";").encode()))
+    assert_base(rfmflow.score(path))
 
 
 def test_quoted_newline_line_numbers_in_strict_mode(tmp_path: Path) -> None:
@@ -883,6 +907,7 @@ def test_directory(tmp_path: Path) -> None:
         ("blank.csv", "\n  \n", "the file is empty"),
         ("empty.jsonl", "", "the file is empty"),
         ("blank.json", "\n\n", "the file is empty"),
+        ("array.json", "[]", "no columns found"),
         ("header.csv", "customer_id,order_date,amount\n", r"no valid rows to score \(0 rejected\)"),
         ("empty.parquet", "", "the file is empty"),
     ],
@@ -901,7 +926,7 @@ def test_not_utf8(tmp_path: Path) -> None:
 
 
 def test_unknown_file_type(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="unknown file type '.xlsx'"):
+    with pytest.raises(InputError, match=r"unknown file type '\.xlsx'"):
         rfmflow.score(write(tmp_path / "book.xlsx", "x"))
 
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from rfmflow.core.errors import RfmflowError
 
@@ -32,7 +33,8 @@ def _consoles() -> tuple[Console, Console]:
 
 
 def _fail(message: str) -> None:
-    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # Messages quote user data (column names such as "[Customer]"): never read it as markup.
+    Console(stderr=True).print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     sys.exit(1)
 
 
@@ -202,7 +204,7 @@ def score(file: str, output: str | None, as_json: bool, **opts: Any) -> None:
         payload["output"] = output
         click.echo(json.dumps(payload, indent=2))
         for warning in result.warnings:
-            err.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
+            err.print(f"[yellow]warning:[/] {escape(warning.message)}", highlight=False)
     else:
         print_result(result, out, err)
     if output:
@@ -326,7 +328,7 @@ def scheme_check(file: str, as_json: bool) -> None:
     else:
         print_scheme_check(s, coverage, out)
         for message in coverage.messages():
-            err.print(f"[yellow]problem:[/] {message}", highlight=False)
+            err.print(f"[yellow]problem:[/] {escape(message)}", highlight=False)
     if coverage.uncovered or coverage.data_dependent:
         sys.exit(1)
     if not as_json:

@@ -266,11 +266,6 @@ def _score(
     if rejects and options.strict:
         line, reason, _ = rejects[0]
         raise RejectedRowError(line, reason, source.name)
-    rejects_path: str | None = None
-    if rejects:
-        target = options.rejects_path or Path(Path(source.name).stem + ".rejects.csv")
-        _write_rejects(target, rejects, source.line_label)
-        rejects_path = str(target)
 
     type_filter = ""
     if options.event_types:
@@ -285,7 +280,9 @@ def _score(
             if not options.event_types
             else f"no valid rows of type {', '.join(options.event_types)}"
         )
-        raise InputError(f"{source.name}: {what} to score ({len(rejects)} rejected)")
+        shown = "; ".join(f"{source.line_label} {line}: {reason}" for line, reason, _ in rejects[:3])
+        more = f" ({len(rejects)} rejected, first: {shown})" if rejects else ""
+        raise InputError(f"{source.name}: {what} to score{more}")
     as_of_is_default = options.as_of is None
     as_of_day = int(last_day) + 1 if options.as_of is None else _day(options.as_of)
     if int(last_day) > as_of_day:
@@ -301,6 +298,12 @@ def _score(
     if first_day is not None and int(first_day) > as_of_day:
         raise InputError(f"{source.name}: every event is after the as-of date {_date(as_of_day)}")
 
+    # Every check has passed: only now is anything written.
+    rejects_path: str | None = None
+    if rejects:
+        target = options.rejects_path or Path(Path(source.name).stem + ".rejects.csv")
+        _write_rejects(target, rejects, source.line_label)
+        rejects_path = str(target)
     plan = build_query(
         scheme,
         as_of_day=as_of_day,

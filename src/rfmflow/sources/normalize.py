@@ -237,7 +237,8 @@ def normalize(
             found = [
                 r[0]
                 for r in con.execute(
-                    f"SELECT DISTINCT {ccol} AS c FROM {relation} WHERE {ccol} IS NOT NULL ORDER BY c LIMIT 10"
+                    f"SELECT DISTINCT {ccol} AS c FROM {relation} WHERE {ccol} IS NOT NULL "
+                    "ORDER BY c LIMIT 10"
                 ).fetchall()
             ]
             if len(found) > 1:

@@ -12,6 +12,7 @@ with their line number.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import gzip
 import io
@@ -97,10 +98,8 @@ def sniff_delimiter(sample: str) -> str:
     if not lines:
         return ","
     candidates = [",", ";", "\t", "|"]
-    try:
+    with contextlib.suppress(csv.Error):
         candidates.insert(0, csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t|").delimiter)
-    except csv.Error:
-        pass
     for delim in candidates:
         widths = _widths(sample, delim)
         if len(widths) == 1 and next(iter(widths)) > 1:
@@ -249,7 +248,9 @@ def read_json(path: Path, *, progress: ProgressFn | None = None, strict: bool = 
                 try:
                     item = json.loads(line)
                 except json.JSONDecodeError as err:
-                    rejects.append((number, f"invalid JSON: {err.msg} (column {err.colno})", line.rstrip("\r\n")))
+                    rejects.append(
+                        (number, f"invalid JSON: {err.msg} (column {err.colno})", line.rstrip("\r\n"))
+                    )
                     continue
                 if not isinstance(item, dict):
                     rejects.append((number, "not a JSON object", line.rstrip("\r\n")))
