@@ -231,7 +231,9 @@ def test_score_whitespace_file_without_header(tmp_path: Path) -> None:
     path.write_text("00001 19970101 1 11.77\n00002 19970112 1 12.00\n", encoding="utf-8")
     # Five names for four fields: every row has the wrong width.
     result = run("score", path, "--no-header", "--columns", "customer_id,sample,date,cds,dollar_value")
-    assert_fails(result, "no valid rows to score (2 rejected)")
+    assert_fails(
+        result, "no valid rows to score (2 rejected", "line 1: wrong number of fields: expected 5, got 4"
+    )
     result = run("score", path, "--no-header", "--columns", "customer_id, date, cds, dollar_value", "--json")
     assert_ok(result)
     summary = json.loads(result.stdout)

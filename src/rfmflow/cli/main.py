@@ -132,7 +132,7 @@ def _input_options(func: F) -> F:
             "--rejects",
             "rejects_path",
             type=click.Path(dir_okay=False),
-            help="Where to write rejected rows (default: <input>.rejects.csv).",
+            help="Where to write rejected rows (default: <input name>.rejects.csv in the current directory).",
         ),
     ]
     for option in reversed(options):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -117,9 +118,9 @@ def print_result(result: ScoreResult, out: Console, err: Console) -> None:
     out.print(summary_table(result))
     out.print(thresholds_table(result))
     for note in result.notes:
-        err.print(f"[cyan]note:[/] {note}", highlight=False)
+        err.print(f"[cyan]note:[/] {escape(note)}", highlight=False)
     for warning in result.warnings:
-        err.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(warning.message)}", highlight=False)
     if i.rows_rejected:
         err.print(
             f"[yellow]{i.rows_rejected:,} rows rejected[/]; details in {i.rejects_path}", highlight=False

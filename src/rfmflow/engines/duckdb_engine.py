@@ -258,7 +258,8 @@ def _score(
     rejects += [
         (int(line), str(reason), str(raw) if raw is not None else "")
         for line, reason, raw in con.execute(
-            f"SELECT _line, _reason, concat_ws(' | ', _raw_date, _raw_amount) FROM {norm.view} "
+            f"SELECT _line, _reason, concat_ws(' | ', customer_id, _raw_date, event_type, _raw_amount) "
+            f"FROM {norm.view} "
             "WHERE _reason IS NOT NULL ORDER BY _line"
         ).fetchall()
     ]
