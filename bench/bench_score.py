@@ -77,7 +77,8 @@ metrics AS (
 ),
 ranked AS (
     SELECT *,
-           1 + (5 * (rank() OVER (ORDER BY recency_days DESC NULLS FIRST) - 1)) // count(*) OVER () AS r_score,
+           1 + (5 * (rank() OVER (ORDER BY recency_days DESC NULLS FIRST) - 1)) // count(*) OVER ()
+               AS r_score,
            1 + (5 * (rank() OVER (ORDER BY frequency) - 1)) // count(*) OVER () AS f_score,
            1 + (5 * (rank() OVER (ORDER BY monetary) - 1)) // count(*) OVER () AS m_score
     FROM metrics
@@ -125,7 +126,7 @@ def _sql_path(path: str) -> str:
 # --------------------------------------------------------------------------------------
 # Workers: each returns (seconds, result-or-None); the result is dumped for the sanity check.
 # --------------------------------------------------------------------------------------
-def work_baseline(path: str, *, sort: bool = False):  # noqa: ANN201
+def work_baseline(path: str, *, sort: bool = False):
     import duckdb
 
     sql = BASELINE_SQL.format(path=_sql_path(path)) + (" ORDER BY customer_id" if sort else "")
@@ -136,7 +137,7 @@ def work_baseline(path: str, *, sort: bool = False):  # noqa: ANN201
     return time.perf_counter() - t0, table
 
 
-def work_rfmflow(path: str):  # noqa: ANN201
+def work_rfmflow(path: str):
     import rfmflow
 
     t0 = time.perf_counter()
@@ -144,7 +145,7 @@ def work_rfmflow(path: str):  # noqa: ANN201
     return time.perf_counter() - t0, result.customers
 
 
-def _read_frame(path: str):  # noqa: ANN202
+def _read_frame(path: str):
     """The file as pandas, amount as float64 (a decimal column would become Python objects)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -156,7 +157,7 @@ def _read_frame(path: str):  # noqa: ANN202
     return table.to_pandas()
 
 
-def work_pandas(path: str):  # noqa: ANN201
+def work_pandas(path: str):
     import numpy as np
     import pandas as pd
 
@@ -189,13 +190,15 @@ def work_pandas(path: str):  # noqa: ANN201
     out["f_score"] = score(out["frequency"].rank(method="min"))
     out["m_score"] = score(agg["monetary_cents"].rank(method="min"))
     r, f = out["r_score"].to_numpy(), out["f_score"].to_numpy()
-    out["segment"] = np.select([rule(r, f) for _, rule in SEGMENT_RULES], [name for name, _ in SEGMENT_RULES], None)
+    out["segment"] = np.select(
+        [rule(r, f) for _, rule in SEGMENT_RULES], [name for name, _ in SEGMENT_RULES], None
+    )
     out["rfm"] = out["r_score"].astype(str) + out["f_score"].astype(str) + out["m_score"].astype(str)
     out = out.reset_index()
     return time.perf_counter() - t0, out
 
 
-def work_lifetimes(path: str):  # noqa: ANN201
+def work_lifetimes(path: str):
     """lifetimes.utils.summary_data_from_transaction_data(tx, "customer_id", "order_date",
     monetary_value_col="amount", freq="D") re-implemented step by step (lifetimes 0.11)."""
     import numpy as np
@@ -268,12 +271,12 @@ def run_worker(name: str, path: str, dump: str | None) -> None:
     # import the heavy modules first so "idle" is the interpreter + libraries
     if name in ("baseline", "baseline_sorted"):
         import duckdb  # noqa: F401
-        import pyarrow  # noqa: F401
+        import pyarrow
     elif name == "rfmflow":
         import rfmflow  # noqa: F401
     else:
         import pandas  # noqa: F401
-        import pyarrow.parquet  # noqa: F401
+        import pyarrow.parquet
     idle = _current_rss_mb()
     before = resource.getrusage(resource.RUSAGE_SELF)
     seconds, result = WORKERS[name](path)
@@ -310,7 +313,7 @@ def _spawn(cmd: list[str]) -> tuple[int, str, str, float, float, float]:
 def measure(name: str, path: Path, dump: Path | None) -> dict:
     if name == "cli":
         exe = Path(sys.executable).with_name("rfmflow")
-        target = (dump or Path(tempfile.gettempdir()) / "rfmflow_bench_cli.parquet")
+        target = dump or Path(tempfile.gettempdir()) / "rfmflow_bench_cli.parquet"
         code, out, err, wall, peak, cpu = _spawn([str(exe), "score", str(path), "-o", str(target)])
         if code != 0:
             raise RuntimeError(f"rfmflow CLI failed ({code}): {err[-2000:]}")
@@ -384,7 +387,7 @@ def sanity_check(dumps: dict[str, Path]) -> list[str]:
             f"""SELECT b.customer_id, b.recency_days, o.recency_days, b.frequency, o.frequency,
                        b.monetary, o.monetary, b.rfm, o.rfm, b.segment, o.segment
                 FROM read_parquet('{_sql_path(str(base))}') b
-                JOIN read_parquet('{_sql_path(str(dumps['rfmflow']))}') o USING (customer_id)
+                JOIN read_parquet('{_sql_path(str(dumps["rfmflow"]))}') o USING (customer_id)
                 USING SAMPLE 5 ROWS (reservoir, 7)"""
         ).fetchall()
         lines.append("  sample (customer: recency b/r, frequency b/r, monetary b/r, rfm b/r, segment b/r):")
@@ -413,9 +416,14 @@ def bench_size(rows: int, approaches: list[str], repeat: int | None, out: list[s
             for name in fast:
                 dump = tmp / f"{name}.parquet" if i == 0 else None
                 res = measure(name, path, dump)
-                print(f"  {size_label(rows)} {LABELS[name]:<26} run {i + 1}: {res['seconds']:.2f}s "
-                      f"(cpu {res['cpu']:.2f}s) peak {res['peak_mb']:.0f} MB, load {_load()}", file=sys.stderr)
-                prev = results.setdefault(name, {"runs": [], "cpus": [], "peak_mb": 0.0, "idle_mb": res["idle_mb"]})
+                print(
+                    f"  {size_label(rows)} {LABELS[name]:<26} run {i + 1}: {res['seconds']:.2f}s "
+                    f"(cpu {res['cpu']:.2f}s) peak {res['peak_mb']:.0f} MB, load {_load()}",
+                    file=sys.stderr,
+                )
+                prev = results.setdefault(
+                    name, {"runs": [], "cpus": [], "peak_mb": 0.0, "idle_mb": res["idle_mb"]}
+                )
                 prev["runs"].append(res["seconds"])
                 prev["cpus"].append(res["cpu"])
                 prev["peak_mb"] = max(prev["peak_mb"], res["peak_mb"])
@@ -424,10 +432,17 @@ def bench_size(rows: int, approaches: list[str], repeat: int | None, out: list[s
         for name in slow:
             dump = tmp / f"{name}.parquet"
             res = measure(name, path, dump)
-            print(f"  {size_label(rows)} {LABELS[name]:<26} run 1: {res['seconds']:.2f}s "
-                  f"(cpu {res['cpu']:.2f}s) peak {res['peak_mb']:.0f} MB, load {_load()}", file=sys.stderr)
-            results[name] = {"runs": [res["seconds"]], "cpus": [res["cpu"]], "peak_mb": res["peak_mb"],
-                             "idle_mb": res["idle_mb"]}
+            print(
+                f"  {size_label(rows)} {LABELS[name]:<26} run 1: {res['seconds']:.2f}s "
+                f"(cpu {res['cpu']:.2f}s) peak {res['peak_mb']:.0f} MB, load {_load()}",
+                file=sys.stderr,
+            )
+            results[name] = {
+                "runs": [res["seconds"]],
+                "cpus": [res["cpu"]],
+                "peak_mb": res["peak_mb"],
+                "idle_mb": res["idle_mb"],
+            }
             dumps[name] = dump
         check_lines = sanity_check(dumps)
     finally:
@@ -436,8 +451,10 @@ def bench_size(rows: int, approaches: list[str], repeat: int | None, out: list[s
     base = min(results["baseline"]["runs"]) if "baseline" in results else None
     title = f"{rows:,} rows ({path.name}, {path.stat().st_size / 2**20:,.0f} MiB)"
     out.append(title)
-    out.append(f"  {'approach':<26} {'seconds':>8} {'x baseline':>11} {'CPU s':>7} {'peak RSS MB':>12} "
-               f"{'idle MB':>8}  runs (s)")
+    out.append(
+        f"  {'approach':<26} {'seconds':>8} {'x baseline':>11} {'CPU s':>7} {'peak RSS MB':>12} "
+        f"{'idle MB':>8}  runs (s)"
+    )
     for name in approaches:
         if name not in results:
             continue
@@ -447,7 +464,9 @@ def bench_size(rows: int, approaches: list[str], repeat: int | None, out: list[s
         idle = f"{r['idle_mb']:.0f}" if r["idle_mb"] is not None else "-"
         runs = ", ".join(f"{s:.2f}" for s in r["runs"])
         cpu = r["cpus"][r["runs"].index(best)]
-        out.append(f"  {LABELS[name]:<26} {best:8.2f} {ratio:>11} {cpu:7.2f} {r['peak_mb']:12.0f} {idle:>8}  {runs}")
+        out.append(
+            f"  {LABELS[name]:<26} {best:8.2f} {ratio:>11} {cpu:7.2f} {r['peak_mb']:12.0f} {idle:>8}  {runs}"
+        )
     out.append("  sanity check (per customer, full join on customer_id):")
     out.extend(check_lines)
     return results
@@ -458,9 +477,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", default="1m,10m", help="comma-separated sizes: 1m,10m,50m (default 1m,10m)")
     p.add_argument("--only", help=f"comma-separated approaches (default all): {','.join(ALL)}")
     p.add_argument("--skip", default="", help="comma-separated approaches to skip, e.g. pandas,lifetimes")
-    p.add_argument("--skip-slow-at", type=parse_rows, default=None,
-                   help="skip pandas and lifetimes from this size up (e.g. 50m)")
-    p.add_argument("--repeat", type=int, help="runs of the fast approaches (default 3 up to 10M rows, else 1)")
+    p.add_argument(
+        "--skip-slow-at",
+        type=parse_rows,
+        default=None,
+        help="skip pandas and lifetimes from this size up (e.g. 50m)",
+    )
+    p.add_argument(
+        "--repeat", type=int, help="runs of the fast approaches (default 3 up to 10M rows, else 1)"
+    )
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--path", help=argparse.SUPPRESS)
@@ -494,19 +519,31 @@ def main(argv: list[str] | None = None) -> int:
             best = min(results["rfmflow"]["runs"])
             ratio = best / base
             if rows in TARGET_SIZES:
-                verdicts.append((ratio <= RATIO_TARGET, f"{size_label(rows)}: rfmflow API {best:.2f}s = {ratio:.2f}x "
-                                 f"baseline {base:.2f}s (target <= {RATIO_TARGET}x)"))
+                verdicts.append(
+                    (
+                        ratio <= RATIO_TARGET,
+                        f"{size_label(rows)}: rfmflow API {best:.2f}s = {ratio:.2f}x "
+                        f"baseline {base:.2f}s (target <= {RATIO_TARGET}x)",
+                    )
+                )
                 if "baseline_sorted" in results:
                     sb = min(results["baseline_sorted"]["runs"])
                     out.append(f"  (info) rfmflow vs baseline+sort: {best / sb:.2f}x")
             if rows == RSS_TARGET_SIZE:
                 peak = results["rfmflow"]["peak_mb"]
-                verdicts.append((peak < RSS_TARGET_MB, f"{size_label(rows)}: rfmflow API peak RSS {peak:,.0f} MB "
-                                 f"(target < {RSS_TARGET_MB} MB)"))
+                verdicts.append(
+                    (
+                        peak < RSS_TARGET_MB,
+                        f"{size_label(rows)}: rfmflow API peak RSS {peak:,.0f} MB "
+                        f"(target < {RSS_TARGET_MB} MB)",
+                    )
+                )
         out.append("")
     print()
-    print(f"rfmflow benchmark (duckdb {duckdb.__version__}, python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} CPUs); best-of-N seconds; ratio vs 'duckdb baseline' of the same run")
+    print(
+        f"rfmflow benchmark (duckdb {duckdb.__version__}, python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} CPUs); best-of-N seconds; ratio vs 'duckdb baseline' of the same run"
+    )
     print()
     print("\n".join(out))
     if not verdicts:

@@ -66,7 +66,9 @@ def default_path(rows: int, amount_type: str = "decimal") -> Path:
     return DATA_DIR / f"tx_{size_label(rows)}{suffix}.parquet"
 
 
-def purchase_counts(rng: np.random.Generator, rows: int, customers: int, one_timer_share: float) -> np.ndarray:
+def purchase_counts(
+    rng: np.random.Generator, rows: int, customers: int, one_timer_share: float
+) -> np.ndarray:
     """Per-customer row counts summing exactly to ``rows``."""
     counts = np.ones(customers, dtype=np.int64)
     repeaters = rng.random(customers) >= one_timer_share
@@ -119,7 +121,7 @@ def generate(
 ) -> Path:
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
-    customers = max(1, int(round(rows / rows_per_customer)))
+    customers = max(1, round(rows / rows_per_customer))
     counts = purchase_counts(rng, rows, customers, one_timer_share)
 
     # Per-customer attributes (a few arrays of `customers` elements).
@@ -181,9 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=parse_rows, required=True, help="rows to write, e.g. 10_000_000 or 10m")
     p.add_argument("--out", type=Path, help="output .parquet (default bench/data/tx_<size>.parquet)")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--rows-per-customer", type=float, default=20.0, help="average rows per customer (default 20)")
-    p.add_argument("--one-timer-share", type=float, default=0.5, help="share of customers buying once (default 0.5)")
-    p.add_argument("--refund-rate", type=float, default=0.02, help="share of repeat buyers' rows that are refunds")
+    p.add_argument(
+        "--rows-per-customer", type=float, default=20.0, help="average rows per customer (default 20)"
+    )
+    p.add_argument(
+        "--one-timer-share", type=float, default=0.5, help="share of customers buying once (default 0.5)"
+    )
+    p.add_argument(
+        "--refund-rate", type=float, default=0.02, help="share of repeat buyers' rows that are refunds"
+    )
     p.add_argument("--amount-type", choices=("decimal", "double"), default="decimal")
     p.add_argument("--chunk-rows", type=parse_rows, default=2_000_000)
     args = p.parse_args(argv)

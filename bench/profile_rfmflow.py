@@ -98,11 +98,13 @@ class _Fetched:
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._c, name)
         if name.startswith("fetch"):
+
             def call(*a: Any, **k: Any) -> Any:
                 t0 = time.perf_counter()
                 out = attr(*a, **k)
                 LOG.append((f"  .{name}", time.perf_counter() - t0, ""))
                 return out
+
             return call
         return attr
 
@@ -117,7 +119,9 @@ def main() -> int:
     scheme = load_scheme("rfm11")
     options = ScoreOptions(timezone=_check_timezone("UTC"))
     t0 = time.perf_counter()
-    duckdb_engine.score_with_duckdb(args.path, scheme, options, connect=lambda: TimedConnection(duckdb.connect()))
+    duckdb_engine.score_with_duckdb(
+        args.path, scheme, options, connect=lambda: TimedConnection(duckdb.connect())
+    )
     total = time.perf_counter() - t0
 
     print(f"rfmflow.score({Path(args.path).name}): {total:.2f}s total, {len(LOG)} timed calls\n")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -998,3 +998,36 @@ def test_scheme_counting_orders_needs_an_order_column(tmp_path: Path) -> None:
     )
     with pytest.raises(InputError, match="has no order id column; map one with --order-col"):
         rfmflow.score(write(tmp_path / "base.csv", delimited(BASE_ROWS)), scheme=scheme)
+
+
+def test_parquet_statistics_never_hide_a_bad_row(tmp_path: Path) -> None:
+    """Clean Parquet files skip row-by-row validation (their statistics prove every row valid);
+    an empty id or a null in any row group must still be caught."""
+    days = [date(2024, 1, 1) + timedelta(days=i % 30) for i in range(3000)]
+    ids = [f"c{i % 50}" for i in range(3000)]
+    amounts = [1.0] * 3000
+    clean = tmp_path / "clean.parquet"
+    pq.write_table(
+        pa.table({"customer_id": ids, "order_date": days, "amount": amounts}), clean, row_group_size=1000
+    )
+    assert rfmflow.score(clean).input.rows_rejected == 0
+
+    empty_id = ids.copy()
+    empty_id[2500] = ""
+    bad = tmp_path / "empty-id.parquet"
+    pq.write_table(
+        pa.table({"customer_id": empty_id, "order_date": days, "amount": amounts}), bad, row_group_size=1000
+    )
+    result = rfmflow.score(bad, rejects_path=tmp_path / "r1.csv")
+    assert result.input.rows_rejected == 1
+    assert read_rejects(tmp_path / "r1.csv")[1][0][:2] == ["2501", "missing customer id"]
+
+    null_amount: list[float | None] = list(amounts)
+    null_amount[1999] = None
+    bad2 = tmp_path / "null-amount.parquet"
+    pq.write_table(
+        pa.table({"customer_id": ids, "order_date": days, "amount": null_amount}), bad2, row_group_size=1000
+    )
+    result = rfmflow.score(bad2, rejects_path=tmp_path / "r2.csv")
+    assert result.input.rows_rejected == 1
+    assert read_rejects(tmp_path / "r2.csv")[1][0][:2] == ["2000", "missing amount"]

@@ -92,6 +92,7 @@ class _Source:
     line_label: str  # "line" for text files, "row" for tables
     rows: int
     text_rejects: list[tuple[int, str, str]]
+    parquet: str | None = None  # the path, for Parquet sources (their statistics are used)
 
 
 def _open_source(
@@ -119,7 +120,7 @@ def _open_source(
                 ).fetchone()
             except duckdb.Error as err:
                 raise InputError(f"{path}: cannot read as Parquet: {err}") from None
-            return _Source(str(path), "raw", "row", int(count[0] or 0) if count else 0, [])
+            return _Source(str(path), "raw", "row", int(count[0] or 0) if count else 0, [], str(path))
         total = path.stat().st_size
         progress.start(f"Reading {path.name}", total)
         try:
@@ -248,33 +249,45 @@ def _score(
                 money_scale=options.money_scale,
                 currency=options.currency,
                 fields=tuple(scheme.fields_used),
+                trim=source.parquet is None and source.name != "(data frame)",
             ),
             line_column=LINE,
         )
     except duckdb.Error as err:
         raise InputError(f"{source.name}: {err}") from None
 
-    rejects = list(source.text_rejects)
-    rejects += [
-        (int(line), str(reason), str(raw) if raw is not None else "")
-        for line, reason, raw in con.execute(
-            f"SELECT _line, _reason, concat_ws(' | ', customer_id, _raw_date, event_type, _raw_amount) "
-            f"FROM {norm.view} "
-            "WHERE _reason IS NOT NULL ORDER BY _line"
-        ).fetchall()
-    ]
-    rejects.sort(key=lambda r: r[0])
-    if rejects and options.strict:
-        line, reason, _ = rejects[0]
-        raise RejectedRowError(line, reason, source.name)
-
     type_filter = ""
     if options.event_types:
         listed = ", ".join("'" + t.lower().replace("'", "''") + "'" for t in options.event_types)
         type_filter = f" AND event_type IN ({listed})"
-    con.execute(f"CREATE TEMP VIEW valid AS SELECT * FROM {norm.view} WHERE _reason IS NULL{type_filter}")
-    stats = con.execute("SELECT min(day), max(day), count(*) FROM valid").fetchone()
-    first_day, last_day, n_valid = stats or (None, None, 0)
+    rejects = list(source.text_rejects)
+    proven = _parquet_proves_clean(con, source, columns, options)
+    if proven is not None:
+        # Parquet statistics show that no row can be rejected: no validation pass at all.
+        first_day, last_day, n_valid = proven
+        valid_filter = ""
+    else:
+        valid_filter = f" AND _reason IS NULL{type_filter}"
+        stats = con.execute(
+            f"SELECT min(day) FILTER (WHERE _reason IS NULL{type_filter}), "
+            f"max(day) FILTER (WHERE _reason IS NULL{type_filter}), "
+            f"count(*) FILTER (WHERE _reason IS NULL{type_filter}), "
+            f"count(*) FILTER (WHERE _reason IS NOT NULL) FROM {norm.view}"
+        ).fetchone()
+        first_day, last_day, n_valid, n_rejected = stats or (None, None, 0, 0)
+        if n_rejected:
+            rejects += [
+                (int(line), str(reason), str(raw) if raw is not None else "")
+                for line, reason, raw in con.execute(
+                    "SELECT _line, _reason, concat_ws(' | ', customer_id, _raw_date, event_type, _raw_amount) "
+                    f"FROM {norm.view} WHERE _reason IS NOT NULL ORDER BY _line"
+                ).fetchall()
+            ]
+    rejects.sort(key=lambda r: r[0])
+    if rejects and options.strict:
+        line, reason, _ = rejects[0]
+        raise RejectedRowError(line, reason, source.name)
+    con.execute(f"CREATE TEMP VIEW valid AS SELECT * FROM {norm.view} WHERE TRUE{valid_filter}")
     if not n_valid:
         what = (
             "no valid rows"
@@ -288,7 +301,7 @@ def _score(
     as_of_day = int(last_day) + 1 if options.as_of is None else _day(options.as_of)
     if int(last_day) > as_of_day:
         future = con.execute(
-            f"SELECT count(*), min(_line) FROM valid WHERE day > {as_of_day}"
+            f"SELECT count(*), min(_line) FROM {norm.view} WHERE day > {as_of_day}{valid_filter}"
         ).fetchone() or (0, 0)
         if not options.drop_future:
             raise InputError(
@@ -357,6 +370,52 @@ def _score(
         currency=norm.currency,
         timezone=options.timezone,
     )
+
+
+def _parquet_proves_clean(
+    con: duckdb.DuckDBPyConnection, source: _Source, columns: ColumnMap, options: ScoreOptions
+) -> tuple[int, int, int] | None:
+    """(first day, last day, rows) from Parquet statistics when they prove every row valid.
+
+    That holds for typed columns without nulls (and without empty customer ids), dates
+    without a time zone, and no type, currency or event-type filtering; otherwise ``None``
+    and the caller validates row by row.
+    """
+    if source.parquet is None or options.event_types or columns.type or columns.currency or columns.price:
+        return None
+    types = {
+        r[0]: str(r[1]).upper() for r in con.execute(f"DESCRIBE SELECT * FROM {source.relation}").fetchall()
+    }
+    date_type = types[columns.date]
+    if not (date_type == "DATE" or (date_type.startswith("TIMESTAMP") and "TIME ZONE" not in date_type)):
+        return None
+    if columns.amount and types[columns.amount].startswith(("VARCHAR", "BLOB")):
+        return None
+    used = [c for c in (columns.customer, columns.date, columns.amount) if c]
+    path = source.parquet.replace("'", "''")
+    listed = ", ".join("'" + c.replace("'", "''") + "'" for c in used)
+    rows = con.execute(
+        "SELECT path_in_schema, bool_or(stats_null_count IS NULL OR stats_null_count > 0), "
+        "min(stats_min_value), bool_or(stats_min_value IS NULL) "
+        f"FROM parquet_metadata('{path}') WHERE path_in_schema IN ({listed}) GROUP BY path_in_schema"
+    ).fetchall()
+    facts = {r[0]: r[1:] for r in rows}
+    if set(facts) != set(used):
+        return None
+    for column in used:
+        maybe_null, min_value, unknown = facts[column]
+        if maybe_null or unknown:
+            return None
+        if column == columns.customer and types[column].startswith("VARCHAR") and min_value == "":
+            return None
+    span = con.execute(
+        "SELECT CAST(min(CAST(stats_min_value AS TIMESTAMP)) AS DATE) - DATE '1970-01-01', "
+        "CAST(max(CAST(stats_max_value AS TIMESTAMP)) AS DATE) - DATE '1970-01-01' "
+        f"FROM parquet_metadata('{path}') WHERE path_in_schema = '{columns.date.replace(chr(39), chr(39) * 2)}'"
+    ).fetchone()
+    if span is None or span[0] is None or span[1] is None:
+        return None
+    return int(span[0]), int(span[1]), source.rows
 
 
 def _money(scale: int | None, column: str = "monetary_minor") -> str:

@@ -40,6 +40,8 @@ class NormalizeOptions:
     money_scale: int = 2
     currency: str | None = None
     fields: tuple[str, ...] = ()
+    trim: bool = True
+    """Trim blanks around text values (text files); typed tables keep values as they are."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,30 @@ def _number(col: str, type_name: str, decimal_comma: bool) -> str:
     return f"TRY_CAST({cleaned} AS DECIMAL(38, 6))"
 
 
+def _blank(col: str, type_name: str) -> str:
+    """SQL: the value is missing (NULL, or blank text)."""
+    return f"NULLIF(TRIM({col}), '') IS NULL" if _is_text(type_name) else f"{col} IS NULL"
+
+
+def _minor_units(col: str, type_name: str, scale: int, decimal_comma: bool) -> tuple[str, str, str]:
+    """SQL for (amount in minor units as BIGINT, amount missing, amount not a number).
+
+    Typed columns stay in 64-bit integer arithmetic where they can (a DECIMAL(18,2) is
+    multiplied, not re-parsed); text goes through the tolerant number parser.
+    """
+    factor = 10**scale
+    decimal = re.fullmatch(r"DECIMAL\((\d+),\s*(\d+)\)", type_name)
+    if decimal and int(decimal.group(1)) <= 18 and int(decimal.group(2)) <= scale:
+        return f"CAST({col} * {factor} AS BIGINT)", f"{col} IS NULL", "FALSE"
+    if type_name in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"):
+        return f"(CAST({col} AS BIGINT) * {factor})", f"{col} IS NULL", "FALSE"
+    if type_name in ("DOUBLE", "FLOAT", "REAL"):
+        return f"CAST(ROUND({col} * {factor}) AS BIGINT)", f"{col} IS NULL", "FALSE"
+    number = _number(col, type_name, decimal_comma)
+    minor = f"CAST(ROUND({number} * {factor}) AS BIGINT)"
+    return minor, _blank(col, type_name), f"(NOT {_blank(col, type_name)} AND {number} IS NULL)"
+
+
 def normalize(
     con: duckdb.DuckDBPyConnection,
     relation: str,
@@ -171,32 +197,32 @@ def normalize(
     types = _types(con, relation)
     notes: list[str] = []
     cust = _q(columns.customer)
-    customer = f"NULLIF(TRIM(CAST({cust} AS VARCHAR)), '')"
+    if not _is_text(types[columns.customer]):
+        customer = f"CAST({cust} AS VARCHAR)"
+    elif options.trim:
+        customer = f"NULLIF(TRIM({cust}), '')"
+    else:
+        customer = f"NULLIF({cust}, '')"
 
     dcol = _q(columns.date)
     dtype = types[columns.date]
+    date_missing = f"{dcol} IS NULL"
     if _is_text(dtype):
         method, more = _detect_date(con, relation, columns.date, options.date_format)
         notes += more
         day, expected = _date_day(method, f"NULLIF(TRIM({dcol}), '')", options.timezone)
-        raw_date = f"TRIM({dcol})"
+        date_missing = f"NULLIF(TRIM({dcol}), '') IS NULL"
     elif dtype.startswith("TIMESTAMP WITH TIME ZONE") or dtype == "TIMESTAMPTZ":
         method, expected = "timestamptz", "a timestamp"
         day = f"(CAST(timezone({_lit(options.timezone)}, {dcol}) AS DATE) - DATE '1970-01-01')"
-        raw_date = f"CAST({dcol} AS VARCHAR)"
     elif dtype.startswith("TIMESTAMP") or dtype == "DATE":
         method, expected = dtype.lower(), "a date"
         day = f"(CAST({dcol} AS DATE) - DATE '1970-01-01')"
-        raw_date = f"CAST({dcol} AS VARCHAR)"
-    elif dtype in ("INTEGER", "BIGINT", "HUGEINT", "UBIGINT") and options.date_format:
-        method, expected = options.date_format, f"format {options.date_format}"
-        day = f"(CAST(TRY_STRPTIME(CAST({dcol} AS VARCHAR), {_lit(method)}) AS DATE) - DATE '1970-01-01')"
-        raw_date = f"CAST({dcol} AS VARCHAR)"
     elif dtype in ("INTEGER", "BIGINT", "HUGEINT", "UBIGINT"):
-        # Whole numbers of 8 digits are yyyymmdd; others epoch seconds.
-        method, expected = "%Y%m%d", "format %Y%m%d"
-        day = f"(CAST(TRY_STRPTIME(CAST({dcol} AS VARCHAR), '%Y%m%d') AS DATE) - DATE '1970-01-01')"
-        raw_date = f"CAST({dcol} AS VARCHAR)"
+        # Whole numbers are read as yyyymmdd unless a format is given.
+        method = options.date_format or "%Y%m%d"
+        expected = f"format {method}"
+        day = f"(CAST(TRY_STRPTIME(CAST({dcol} AS VARCHAR), {_lit(method)}) AS DATE) - DATE '1970-01-01')"
     else:
         raise InputError(f"column {columns.date!r} has type {dtype}, which is not a date")
 
@@ -206,27 +232,24 @@ def normalize(
     else:
         etype_raw = "'purchase'"
 
-    amount_raw = "NULL"
+    scale = options.money_scale
+    amount_src = "CAST(NULL AS VARCHAR)"
     if columns.amount:
         acol = _q(columns.amount)
-        amount = _number(acol, types[columns.amount], options.decimal_comma)
-        amount_raw = f"CAST({acol} AS VARCHAR)"
-        amount_missing = f"NULLIF(TRIM(CAST({acol} AS VARCHAR)), '') IS NULL"
+        amount_src = acol
+        minor, amount_missing, amount_bad = _minor_units(
+            acol, types[columns.amount], scale, options.decimal_comma
+        )
     elif columns.price and columns.quantity:
         pcol, qcol = _q(columns.price), _q(columns.quantity)
-        amount = (
-            f"({_number(pcol, types[columns.price], options.decimal_comma)} * "
-            f"{_number(qcol, types[columns.quantity], options.decimal_comma)})"
-        )
-        amount_raw = f"CAST({pcol} AS VARCHAR) || ' x ' || CAST({qcol} AS VARCHAR)"
-        amount_missing = (
-            f"(NULLIF(TRIM(CAST({pcol} AS VARCHAR)), '') IS NULL OR "
-            f"NULLIF(TRIM(CAST({qcol} AS VARCHAR)), '') IS NULL)"
-        )
+        amount_src = f"CAST({pcol} AS VARCHAR) || ' x ' || CAST({qcol} AS VARCHAR)"
+        price = _number(pcol, types[columns.price], options.decimal_comma)
+        quantity = _number(qcol, types[columns.quantity], options.decimal_comma)
+        minor = f"CAST(ROUND({price} * {quantity} * {10**scale}) AS BIGINT)"
+        amount_missing = f"({_blank(pcol, types[columns.price])} OR {_blank(qcol, types[columns.quantity])})"
+        amount_bad = f"({price} IS NULL OR {quantity} IS NULL)"
     else:
-        amount = "CAST(NULL AS DECIMAL(38, 6))"
-        amount_missing = "FALSE"
-    scale = 10**options.money_scale
+        minor, amount_missing, amount_bad = "CAST(NULL AS BIGINT)", "FALSE", "FALSE"
     money_types = ", ".join(_lit(t) for t in MONEY_TYPES)
 
     currency = options.currency.upper() if options.currency else None
@@ -270,28 +293,31 @@ def normalize(
     reason = (
         "CASE "
         "WHEN _cust IS NULL THEN 'missing customer id' "
-        "WHEN _raw_date IS NULL OR TRIM(_raw_date) = '' THEN 'missing date' "
-        f"WHEN _day IS NULL THEN 'unparseable date ''' || _raw_date || ''' (expected {expected})' "
+        "WHEN _date_missing THEN 'missing date' "
+        "WHEN _day IS NULL THEN 'unparseable date ''' || TRIM(CAST(_src_date AS VARCHAR)) || "
+        f"''' (expected {expected})' "
         "WHEN _type IS NULL THEN 'missing event type' "
         f"WHEN _type IN ({money_types}) AND _amount_missing THEN 'missing amount' "
-        f"WHEN _type IN ({money_types}) AND NOT _amount_missing AND _amount IS NULL "
-        "THEN 'non-numeric amount ''' || _raw_amount || '''' "
+        f"WHEN _type IN ({money_types}) AND _amount_bad "
+        "THEN 'non-numeric amount ''' || TRIM(CAST(_src_amount AS VARCHAR)) || '''' "
         "WHEN _currency_reason IS NOT NULL THEN _currency_reason "
         "END"
     )
+    # The inner select computes what every row needs; source values pass through untouched
+    # and are turned into text only for the rows that are rejected.
     inner = (
-        f"SELECT {_q(line_column)} AS _line, {customer} AS _cust, {raw_date} AS _raw_date, "
-        f"CAST({day} AS INTEGER) AS _day, {etype_raw} AS _type, {amount} AS _amount, "
-        f"{amount_missing} AS _amount_missing, {amount_raw} AS _raw_amount, "
-        f"{currency_check} AS _currency_reason, {order} AS order_id{fields} FROM {relation}"
+        f"SELECT {_q(line_column)} AS _line, {customer} AS _cust, {dcol} AS _src_date, "
+        f"{date_missing} AS _date_missing, CAST({day} AS INTEGER) AS _day, {etype_raw} AS _type, "
+        f"{minor} AS _minor, {amount_missing} AS _amount_missing, {amount_bad} AS _amount_bad, "
+        f"{amount_src} AS _src_amount, {currency_check} AS _currency_reason, {order} AS order_id{fields} "
+        f"FROM {relation}"
     )
-    amount_minor = f"CAST(ROUND(_amount * {scale}) AS BIGINT)"
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW {view} AS "
         f"SELECT _line, {reason} AS _reason, _cust AS customer_id, _day AS day, "
-        f"CASE WHEN _type = 'purchase' AND _amount < 0 THEN 'refund' ELSE _type END AS event_type, "
-        f"CASE WHEN _type = 'refund' THEN -ABS({amount_minor}) ELSE {amount_minor} END AS amount_minor, "
-        f"order_id, _raw_date, _raw_amount"
+        "CASE WHEN _type = 'purchase' AND _minor < 0 THEN 'refund' ELSE _type END AS event_type, "
+        "CASE WHEN _type = 'refund' THEN -ABS(_minor) ELSE _minor END AS amount_minor, "
+        "order_id, CAST(_src_date AS VARCHAR) AS _raw_date, CAST(_src_amount AS VARCHAR) AS _raw_amount"
         + "".join(f", {_q(f)}" for f in options.fields)
         + f" FROM ({inner}) AS n"
     )
