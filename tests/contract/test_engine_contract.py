@@ -197,7 +197,11 @@ def test_the_definition_stays_portable_to_spark_sql(scheme: Scheme) -> None:
 
     sql = build_query(scheme, as_of_day=AS_OF, dialect="spark").sql
     parsed = sqlglot.parse_one(sql, read="spark")
-    assert parsed.find(exp.Window) is not None or scheme.name == "telegram-scrm-rf" or not any(
-        s.quantiles for s in (scheme.scores.recency, scheme.scores.frequency, scheme.scores.monetary) if s
+    assert (
+        parsed.find(exp.Window) is not None
+        or scheme.name == "telegram-scrm-rf"
+        or not any(
+            s.quantiles for s in (scheme.scores.recency, scheme.scores.frequency, scheme.scores.monetary) if s
+        )
     )
     assert [c.alias_or_name for c in parsed.selects][:3] == ["customer_id", "recency_days", "frequency"]

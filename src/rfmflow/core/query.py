@@ -45,6 +45,8 @@ from sqlglot import exp
 
 from rfmflow.core.expressions import Expr, NameResolver
 from rfmflow.core.scheme import PCT_COLUMN, SCORE_COLUMN, SCORE_KEYS, Scheme, ScoreKey, ScoreSpec
+from rfmflow.core.sql_text import quote_ident as _q
+from rfmflow.core.sql_text import quote_literal as _lit
 
 DIALECTS = ("duckdb", "sqlite", "postgres", "spark")
 
@@ -58,14 +60,6 @@ class QueryPlan:
     columns: tuple[str, ...]
     money_scale: int | None
     """When M is money, ``monetary_minor`` holds minor units and ``money_scale`` its decimals."""
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _type_filter(events: Sequence[str] | str) -> str:

@@ -279,7 +279,8 @@ def _score(
             rejects += [
                 (int(line), str(reason), str(raw) if raw is not None else "")
                 for line, reason, raw in con.execute(
-                    "SELECT _line, _reason, concat_ws(' | ', customer_id, _raw_date, event_type, _raw_amount) "
+                    "SELECT _line, _reason, "
+                    "concat_ws(' | ', customer_id, _raw_date, event_type, _raw_amount) "
                     f"FROM {norm.view} WHERE _reason IS NOT NULL ORDER BY _line"
                 ).fetchall()
             ]
@@ -411,7 +412,8 @@ def _parquet_proves_clean(
     span = con.execute(
         "SELECT CAST(min(CAST(stats_min_value AS TIMESTAMP)) AS DATE) - DATE '1970-01-01', "
         "CAST(max(CAST(stats_max_value AS TIMESTAMP)) AS DATE) - DATE '1970-01-01' "
-        f"FROM parquet_metadata('{path}') WHERE path_in_schema = '{columns.date.replace(chr(39), chr(39) * 2)}'"
+        f"FROM parquet_metadata('{path}') WHERE path_in_schema = ?",
+        [columns.date],
     ).fetchone()
     if span is None or span[0] is None or span[1] is None:
         return None
@@ -518,16 +520,3 @@ def _fixed_band(key: ScoreKey, edges: list[float], score: int) -> tuple[float | 
     if low is not None and key in ("recency", "frequency"):
         low = low + 1  # whole numbers: above the previous bound
     return low, high
-
-
-def column_map(data: Any, options: ScoreOptions) -> ColumnMap:  # pragma: no cover - helper for tools
-    """Detect the columns of ``data`` without scoring it."""
-    con = duckdb.connect()
-    try:
-        source = _open_source(con, data, options, Progress())
-        names = [
-            r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source.relation}").fetchall() if r[0] != LINE
-        ]
-        return detect_columns(names, options.columns)
-    finally:
-        con.close()

@@ -23,6 +23,8 @@ import duckdb
 
 from rfmflow.core.columns import ColumnMap
 from rfmflow.core.errors import InputError
+from rfmflow.core.sql_text import quote_ident as _q
+from rfmflow.core.sql_text import quote_literal as _lit
 
 DATE_FORMATS = (
     "%Y%m%d", "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y", "%d/%m/%Y %H:%M",
@@ -50,14 +52,6 @@ class Normalized:
     date_format: str  # what was used (a strptime format, "iso", "iso+offset" or a typed column)
     notes: tuple[str, ...]
     currency: str | None
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _types(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
