@@ -117,7 +117,7 @@ def _open_source(
                 count = con.execute(
                     "SELECT sum(row_group_num_rows) FROM (SELECT DISTINCT row_group_id, row_group_num_rows "
                     f"FROM parquet_metadata('{escaped}'))"
-                ).fetchone()
+                ).fetchall()[0]
             except duckdb.Error as err:
                 raise InputError(f"{path}: cannot read as Parquet: {err}") from None
             return _Source(str(path), "raw", "row", int(count[0] or 0) if count else 0, [], str(path))
@@ -178,8 +178,8 @@ def _write_rejects(path: Path, rejects: Sequence[tuple[int, str, str]], label: s
 
 def _run_with_progress(
     con: duckdb.DuckDBPyConnection, sql: str, progress: Progress, description: str
-) -> None:
-    """Run ``sql``, polling DuckDB's query progress into ``progress`` from a side thread."""
+) -> pa.Table:
+    """Run ``sql`` into an Arrow table, polling DuckDB's query progress into ``progress``."""
     done = threading.Event()
     progress.start(description, 100.0)
 
@@ -195,12 +195,13 @@ def _run_with_progress(
     watcher = threading.Thread(target=poll, daemon=True)
     watcher.start()
     try:
-        con.execute(sql)
+        table: pa.Table = con.sql(sql).to_arrow_table()
     finally:
         done.set()
         watcher.join()
         progress.update(100.0)
         progress.stop()
+    return table
 
 
 def score_with_duckdb(
@@ -273,7 +274,7 @@ def _score(
             f"max(day) FILTER (WHERE _reason IS NULL{type_filter}), "
             f"count(*) FILTER (WHERE _reason IS NULL{type_filter}), "
             f"count(*) FILTER (WHERE _reason IS NOT NULL) FROM {norm.view}"
-        ).fetchone()
+        ).fetchall()[0]
         first_day, last_day, n_valid, n_rejected = stats or (None, None, 0, 0)
         if n_rejected:
             rejects += [
@@ -303,7 +304,7 @@ def _score(
     if int(last_day) > as_of_day:
         future = con.execute(
             f"SELECT count(*), min(_line) FROM {norm.view} WHERE day > {as_of_day}{valid_filter}"
-        ).fetchone() or (0, 0)
+        ).fetchall()[0] or (0, 0)
         if not options.drop_future:
             raise InputError(
                 f"{source.name}: {future[0]} events are after the as-of date {_date(as_of_day)} (first at "
@@ -328,15 +329,15 @@ def _score(
         has_order_id=columns.order is not None,
         order_by_customer=options.sort,
     )
-    _run_with_progress(con, f"CREATE TEMP TABLE scored AS {plan.sql}", progress, "Scoring")
     present = _presentation(plan.columns, plan.money_scale)
-    customers = con.sql(f"SELECT {present} FROM scored").to_arrow_table()
-    if isinstance(customers, pa.RecordBatchReader):  # pragma: no cover - API differences
-        customers = customers.read_all()
+    customers = _run_with_progress(con, f"SELECT {present} FROM ({plan.sql}) AS result", progress, "Scoring")
+    # The summaries read the per-customer rows back from Arrow, without copying them.
+    con.register("scored_rows", customers)
+    con.execute(f"CREATE TEMP VIEW scored AS SELECT * {_unpresentation(plan.money_scale)} FROM scored_rows")
 
     summaries = order_summaries(_summaries(con, plan.money_scale), scheme)
     bands = _bands(con, scheme, plan.money_scale)
-    missing_recency = con.execute("SELECT count(*) FROM scored WHERE recency_days IS NULL").fetchone()
+    missing_recency = con.execute("SELECT count(*) FROM scored WHERE recency_days IS NULL").fetchall()[0]
     history = None if first_day is None else int(last_day) - int(first_day) + 1
     warnings = health_warnings(
         scheme,
@@ -414,7 +415,7 @@ def _parquet_proves_clean(
         "CAST(max(CAST(stats_max_value AS TIMESTAMP)) AS DATE) - DATE '1970-01-01' "
         f"FROM parquet_metadata('{path}') WHERE path_in_schema = ?",
         [columns.date],
-    ).fetchone()
+    ).fetchall()[0]
     if span is None or span[0] is None or span[1] is None:
         return None
     return int(span[0]), int(span[1]), source.rows
@@ -436,6 +437,13 @@ def _presentation(columns: Sequence[str], scale: int | None) -> str:
         else:
             parts.append('"' + col + '"')
     return ", ".join(parts)
+
+
+def _unpresentation(scale: int | None) -> str:
+    """Columns the summaries need beyond the presented rows (money back in minor units)."""
+    if scale is None:
+        return ""
+    return f", CAST(monetary * {10**scale} AS BIGINT) AS monetary_minor"
 
 
 def _monetary_number(scale: int | None) -> str:

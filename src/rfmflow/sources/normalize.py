@@ -95,7 +95,7 @@ def _detect_date(
     ]
     row = con.execute(
         "SELECT " + ", ".join(f"count({expr})" for _, expr in candidates) + " FROM _date_sample"
-    ).fetchone()
+    ).fetchall()[0]
     counts = dict(zip((method for method, _ in candidates), row or (), strict=True))
     best = max(counts.values())
     if best * 2 < len(sample):  # most values fit no format: ask for it rather than reject most rows
