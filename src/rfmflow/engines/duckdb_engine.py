@@ -182,6 +182,9 @@ def _run_with_progress(
     """Run ``sql`` into an Arrow table, polling DuckDB's query progress into ``progress``."""
     done = threading.Event()
     progress.start(description, 100.0)
+    # DuckDB tracks progress only with its progress bar on; it must not print it itself.
+    con.execute("SET enable_progress_bar = true")
+    con.execute("SET enable_progress_bar_print = false")
 
     def poll() -> None:
         while not done.wait(0.2):
