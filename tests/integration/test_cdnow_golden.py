@@ -111,3 +111,17 @@ def test_telegram_scrm_scoring_table_on_cdnow(cdnow_master: Path) -> None:
         assert (row["r_score"], row["f_score"], row["m_score"]) == (r, f, m)
         assert days >= 0 and (cut - timedelta(days=days)) <= cut
     assert result.as_of == cut and not result.as_of_is_default
+
+
+def test_crm_lists_every_segment_even_empty_ones(cdnow_master: Path, golden) -> None:
+    """CDNOW is a 1997 Q1 cohort followed to mid-1998: nobody has a single order within 30
+    days of the end, so 'Recent Customers' is empty; it must still be listed, with 0."""
+    as_of, expected = golden
+    result = rfmflow.score(cdnow_master, scheme="crm")
+    assert [s.segment for s in result.summaries] == [s.name for s in result.scheme.segments]
+    by_name = {s.segment: s for s in result.summaries}
+    assert by_name["Recent Customers"].customers == 0
+    recent_single = [c for c, v in expected.items() if (as_of - v[0]).days <= 30 and v[1] == 1]
+    assert recent_single == []
+    hibernating = sum(1 for v in expected.values() if (as_of - v[0]).days > 180)
+    assert by_name["Hibernating"].customers == hibernating

@@ -484,9 +484,15 @@ def _summaries(con: duckdb.DuckDBPyConnection, scale: int | None) -> list[Segmen
 
 
 def order_summaries(summaries: list[SegmentSummary], scheme: Scheme) -> list[SegmentSummary]:
-    """Sort summaries in the scheme's segment order, '(no segment)' last."""
+    """Every segment of the scheme in its order (empty ones with 0 customers), '(no segment)' last."""
     rank = {s.name: i for i, s in enumerate(scheme.segments)}
-    return sorted(summaries, key=lambda s: rank.get(s.segment, len(rank)))
+    present = {s.segment for s in summaries}
+    empty = [
+        SegmentSummary(seg.name, 0, 0.0, None, 0.0, 0.0, Decimal(0), 0.0)
+        for seg in scheme.segments
+        if seg.name not in present
+    ]
+    return sorted([*summaries, *empty], key=lambda s: rank.get(s.segment, len(rank)))
 
 
 def _bands(con: duckdb.DuckDBPyConnection, scheme: Scheme, scale: int | None) -> dict[str, list[ScoreBand]]:
