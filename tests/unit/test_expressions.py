@@ -12,7 +12,7 @@ NAMES = ["r_score", "f_score", "m_score", "recency_days", "monetary", "segment"]
 
 def _sql(text: str, row: dict[str, object]) -> object:
     """Evaluate through DuckDB with the row as a one-line table: the compiled SQL's meaning."""
-    expr = parse_expression(text, allowed=NAMES)
+    expr = parse_expression(text, allowed=NAMES, text_names=["segment"])
     sql = expr.to_sql(lambda n: exp.column(n, quoted=True)).sql(dialect="duckdb")
     con = duckdb.connect()
     cols = ", ".join(
@@ -53,7 +53,7 @@ ROW = {
     ],
 )
 def test_python_evaluation_and_sql_agree(text: str) -> None:
-    expr = parse_expression(text, allowed=NAMES)
+    expr = parse_expression(text, allowed=NAMES, text_names=["segment"])
     python = expr.evaluate(ROW)
     sql = _sql(text, ROW)
     if isinstance(python, bool) or python is None:
@@ -90,10 +90,16 @@ def test_names_are_reported() -> None:
         ("true", "write True, False or None"),
         ("[1][0] == 1", "subscripts are not allowed"),
         ("", "expected a rule expression"),
+        ("segment + 1 > 2", "arithmetic needs numbers"),
+        ("segment > 5", "cannot compare text with num"),
+        ("r_score", "a rule must be a condition"),
+        ("r_score > 1 and f_score", "this is not a condition"),
+        ("r_score == None", "compare with None using 'is None'"),
+        ("segment in (1, 2)", "cannot compare text with num"),
     ],
 )
 def test_bad_expressions_name_the_problem(text: str, message: str) -> None:
     with pytest.raises(ExpressionError, match=None) as info:
-        parse_expression(text, allowed=NAMES, where="segments[0].when")
+        parse_expression(text, allowed=NAMES, where="segments[0].when", text_names=["segment"])
     assert message in str(info.value)
     assert str(info.value).startswith("segments[0].when: ")

@@ -84,6 +84,12 @@ MINIMAL = {"name": "t", "segments": [{"name": "All", "when": True}]}
         ({"metrics": {"recency": {"event": ["purchase"]}}}, "unknown field (did you mean 'events'?)"),
         ({"segments": [{"name": "A", "when": True}, {"name": "A", "when": True}]}, "defined twice"),
         ({"columns": {"Bad Name": "r_score"}}, "lower_snake_case"),
+        ({"columns": {"n_all": "r_score * 100"}}, "standard or internal columns"),
+        ({"columns": {"recency_rank": "f_score"}}, "standard or internal columns"),
+        ({"segments": [{"name": "A", "when": "lifecycle == 'new'"}]}, "unknown name 'lifecycle'"),
+        ({"segments": [{"name": "A", "when": "rfm > 5"}]}, "cannot compare text with num"),
+        ({"segments": [{"name": "A", "when": "'abc'"}]}, "a rule must be a condition"),
+        ({"metrics": {"monetary": {"events": []}}}, "metrics.monetary.events"),
         (
             {"lifecycle": {"new_within_days": 30, "scores": {"recency": {"quantiles": 3}}}},
             "must share the score scale",

@@ -96,6 +96,8 @@ class Expr:
 
     source: str
     _tree: ast.expr
+    kind: str = "bool"
+    """What it gives: "bool" (a condition), "num", "text" or "null"."""
 
     @property
     def names(self) -> frozenset[str]:
@@ -118,8 +120,19 @@ class Expr:
         return self.source
 
 
-def parse_expression(source: str | bool, *, allowed: Sequence[str], where: str = "") -> Expr:
+def parse_expression(
+    source: str | bool,
+    *,
+    allowed: Sequence[str],
+    where: str = "",
+    text_names: Sequence[str] = (),
+    kinds: Mapping[str, str] | None = None,
+    condition: bool = True,
+) -> Expr:
     """Parse and validate ``source``; ``allowed`` lists the names it may read.
+
+    Names are numbers unless listed in ``text_names`` (or given a kind in ``kinds``). With
+    ``condition`` (segment and tag rules) the expression must be a condition.
 
     Raises :class:`ExpressionError` naming ``where`` (for example ``segments[2].when``),
     the offending part and the reason.
@@ -135,8 +148,82 @@ def parse_expression(source: str | bool, *, allowed: Sequence[str], where: str =
     except SyntaxError as err:
         col = f" at column {err.offset}" if err.offset else ""
         raise ExpressionError(f"{prefix}cannot parse {text!r}{col}: {err.msg}") from None
-    _Validator(text, prefix, frozenset(allowed)).visit(tree)
-    return Expr(text, tree)
+    validator = _Validator(text, prefix, frozenset(allowed))
+    validator.visit(tree)
+    known: dict[str, str] = {n: "text" for n in text_names}
+    known.update(kinds or {})
+    typer = _Typer(validator.fail, known)
+    kind = typer.kind(tree)
+    if condition and kind != "bool":
+        validator.fail(tree, "a rule must be a condition (for example r_score >= 4), not a " + kind)
+    return Expr(text, tree, kind)
+
+
+Kind = str  # "num", "text", "bool" or "null"
+
+
+class _Typer:
+    """Infers the kind of every sub-expression, so that a rule means the same on every engine:
+    no arithmetic on text, no comparison of text with numbers, conditions where conditions go."""
+
+    def __init__(self, fail: Callable[[ast.AST, str], None], kinds: Mapping[str, Kind]) -> None:
+        self.fail = fail
+        self.kinds = kinds
+
+    def kind(self, node: ast.expr) -> Kind:
+        if isinstance(node, ast.Constant):
+            if node.value is None:
+                return "null"
+            if isinstance(node.value, bool):
+                return "bool"
+            return "text" if isinstance(node.value, str) else "num"
+        if isinstance(node, ast.Name):
+            return self.kinds.get(node.id, "num")
+        if isinstance(node, ast.BoolOp):
+            for value in node.values:
+                self.condition(value, "'and'/'or' combine conditions")
+            return "bool"
+        if isinstance(node, ast.UnaryOp):
+            if isinstance(node.op, ast.Not):
+                self.condition(node.operand, "'not' needs a condition")
+                return "bool"
+            if self.kind(node.operand) != "num":
+                self.fail(node, "a sign needs a number")
+            return "num"
+        if isinstance(node, ast.BinOp):
+            for side in (node.left, node.right):
+                if self.kind(side) != "num":
+                    self.fail(node, "arithmetic needs numbers")
+            return "num"
+        if isinstance(node, ast.Compare):
+            return self.compare(node)
+        return "num"  # pragma: no cover - the validator allows nothing else
+
+    def condition(self, node: ast.expr, reason: str) -> None:
+        if self.kind(node) != "bool":
+            self.fail(node, f"{reason}; this is not a condition (compare it, e.g. x >= 3)")
+
+    def compare(self, node: ast.Compare) -> Kind:
+        op0 = node.ops[0]
+        left = self.kind(node.left)
+        if isinstance(op0, ast.Is | ast.IsNot):
+            return "bool"
+        if isinstance(op0, ast.In | ast.NotIn):
+            values = node.comparators[0]
+            assert isinstance(values, ast.Tuple | ast.List)
+            for elt in values.elts:
+                if self.kind(elt) not in (left, "null"):
+                    self.fail(elt, f"cannot compare {left} with {self.kind(elt)}")
+            return "bool"
+        kinds = [left, *(self.kind(c) for c in node.comparators)]
+        for a, b, op in zip(kinds, kinds[1:], node.ops, strict=False):
+            if "null" in (a, b):
+                self.fail(node, "compare with None using 'is None' or 'is not None'")
+            if a != b:
+                self.fail(node, f"cannot compare {a} with {b}")
+            if a == "bool" and not isinstance(op, ast.Eq | ast.NotEq):
+                self.fail(node, "conditions can only be compared with == or !=")
+        return "bool"
 
 
 class _Validator(ast.NodeVisitor):
@@ -305,6 +392,8 @@ class _Evaluator:
             return None
         a: Any = left
         b: Any = right
+        if not isinstance(a, int | float) or not isinstance(b, int | float):
+            return None  # the validator rejects arithmetic on text; stay total anyway
         if isinstance(node.op, ast.Add):
             return a + b  # type: ignore[no-any-return]
         if isinstance(node.op, ast.Sub):

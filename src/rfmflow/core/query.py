@@ -94,12 +94,19 @@ class _Builder:
         rec = _type_filter(self.m.recency.events)
         fq = self.m.frequency
         fcond = f"{_type_filter(fq.events)} AND {_window(fq.window_days)}"
-        if fq.count == "events":
+        count = fq.count
+        if count == "auto":
+            count = "orders" if self.has_order_id else "events"
+        if count == "events":
             freq = f"COUNT(CASE WHEN {fcond} THEN 1 END)"
-        elif fq.count == "days":
+        elif count == "days":
             freq = f"COUNT(DISTINCT CASE WHEN {fcond} THEN day END)"
         else:
-            freq = f"COUNT(DISTINCT CASE WHEN {fcond} THEN order_id END)"
+            # Lines of one order count once; an event without an order id counts on its own.
+            freq = (
+                f"(COUNT(DISTINCT CASE WHEN {fcond} THEN order_id END)"
+                f" + COUNT(CASE WHEN {fcond} AND order_id IS NULL THEN 1 END))"
+            )
         mo = self.m.monetary
         mcond = f"{_type_filter(mo.events)} AND {_window(mo.window_days)}"
         if mo.measure == "amount":

@@ -43,7 +43,11 @@ BASE_COLUMNS: dict[str, str] = {
     "rfm": "the scores as text, for example '545'",
 }
 RESERVED = {*BASE_COLUMNS, "customer_id", "segment", "tags", "rfm_composite",
-            "frequency_decayed", "monetary_decayed", "monetary_minor"}  # fmt: skip
+            "frequency_decayed", "monetary_decayed", "monetary_minor",
+            # names the query uses internally
+            "last_day", "first_day", "n_all", "n_cohort", "day", "event_type", "amount_minor",
+            "order_id", "result"}  # fmt: skip
+RESERVED_PATTERN = r".*_(rank|crank)"
 
 
 class _Model(BaseModel):
@@ -51,18 +55,25 @@ class _Model(BaseModel):
 
 
 class RecencySpec(_Model):
-    events: list[str] | Literal["any"] = ["purchase"]
+    events: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | Literal["any"] = [
+        "purchase"
+    ]
 
 
 class FrequencySpec(_Model):
-    events: list[str] | Literal["any"] = ["purchase"]
+    events: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | Literal["any"] = [
+        "purchase"
+    ]
     window_days: Annotated[int, Field(gt=0)] | None = None
-    count: Literal["events", "orders", "days"] = "events"
+    count: Literal["auto", "events", "orders", "days"] = "auto"
     half_life_days: Annotated[float, Field(gt=0)] | None = None
 
 
 class MonetarySpec(_Model):
-    events: list[str] | Literal["any"] = ["purchase", "refund"]
+    events: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | Literal["any"] = [
+        "purchase",
+        "refund",
+    ]
     measure: str = "amount"
     window_days: Annotated[int, Field(gt=0)] | None = None
     half_life_days: Annotated[float, Field(gt=0)] | None = None
@@ -340,6 +351,9 @@ def _compile(model: SchemeModel, raw: dict[str, Any]) -> Scheme:
                     f"{bins[key]}; new and established customers must share the score scale"
                 )
     names = set(BASE_COLUMNS)
+    if model.lifecycle is None:
+        names.discard("lifecycle")
+    kinds = {"rfm": "text", "lifecycle": "text", "segment": "text"}
     if model.metrics.frequency.half_life_days:
         names.add("frequency_decayed")
     if model.metrics.monetary.half_life_days:
@@ -348,19 +362,26 @@ def _compile(model: SchemeModel, raw: dict[str, Any]) -> Scheme:
         names.add("rfm_composite")
     columns: dict[str, Expr] = {}
     for col, text in model.columns.items():
-        if not re.fullmatch(r"[a-z_][a-z0-9_]*", col) or col in RESERVED:
+        if (
+            not re.fullmatch(r"[a-z_][a-z0-9_]*", col)
+            or col in RESERVED
+            or re.fullmatch(RESERVED_PATTERN, col)
+        ):
             raise SchemeError(
                 f"{prefix}columns.{col}: a column name must be lower_snake_case and not one of the "
-                f"standard columns"
+                f"standard or internal columns ({', '.join(sorted(RESERVED))}, *_rank, *_crank)"
             )
-        columns[col] = parse_expression(text, allowed=sorted(names), where=f"{prefix}columns.{col}")
+        columns[col] = parse_expression(
+            text, allowed=sorted(names), where=f"{prefix}columns.{col}", kinds=kinds, condition=False
+        )
         names.add(col)
+        kinds[col] = columns[col].kind
     segments: list[Rule] = []
     for i, seg in enumerate(model.segments):
         if seg.name in {s.name for s in segments}:
             raise SchemeError(f"{prefix}segments[{i}].name: segment {seg.name!r} is defined twice")
         expr = parse_expression(
-            seg.when, allowed=sorted(names), where=f"{prefix}segments[{i}] ({seg.name}).when"
+            seg.when, allowed=sorted(names), where=f"{prefix}segments[{i}] ({seg.name}).when", kinds=kinds
         )
         segments.append(Rule(seg.name, expr, seg.description, seg.action, seg.top))
     tags: list[Rule] = []
@@ -370,7 +391,10 @@ def _compile(model: SchemeModel, raw: dict[str, Any]) -> Scheme:
         if ";" in tag.name:
             raise SchemeError(f"{prefix}tags[{i}].name: a tag name cannot contain ';'")
         expr = parse_expression(
-            tag.when, allowed=sorted(names | {"segment"}), where=f"{prefix}tags[{i}] ({tag.name}).when"
+            tag.when,
+            allowed=sorted(names | {"segment"}),
+            where=f"{prefix}tags[{i}] ({tag.name}).when",
+            kinds=kinds,
         )
         tags.append(Rule(tag.name, expr, tag.description, group=tag.group))
     return Scheme(

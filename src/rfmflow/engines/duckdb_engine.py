@@ -219,6 +219,8 @@ def score_with_duckdb(
     progress = progress or Progress()
     con = connect()
     try:
+        # Results must not depend on the machine's time zone: zones are handled explicitly.
+        con.execute("SET TimeZone = 'UTC'")
         return _score(con, data, scheme, options, progress)
     except duckdb.Error as err:
         raise EngineError(f"DuckDB failed: {err}") from None

@@ -63,43 +63,45 @@ def _is_text(type_name: str) -> bool:
     return type_name in ("VARCHAR", "TEXT", "STRING") or type_name.startswith("VARCHAR")
 
 
+OFFSET = r"\d\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|[+-]\d\d(:?\d\d)?)"
+"""A time of day followed by a zone offset: such values are converted to the business zone."""
+
+
 def _detect_date(
     con: duckdb.DuckDBPyConnection, relation: str, column: str, forced: str | None
 ) -> tuple[str, list[str]]:
-    """Return (method, notes); method is 'iso', 'iso+offset', 'epoch_s', 'epoch_ms' or a strptime format."""
-    col = _q(column)
-    sample = [
-        r[0]
-        for r in con.execute(
-            f"SELECT TRIM({col}) FROM {relation} WHERE NULLIF(TRIM({col}), '') IS NOT NULL LIMIT 2000"
-        ).fetchall()
-    ]
+    """Return (method, notes); method is 'iso', 'epoch_s', 'epoch_ms' or a strptime format.
+
+    Every value of the column is tried (one pass in DuckDB), not a sample, so that a file
+    whose first rows happen to fit month/day is not misread when later rows are day/month.
+    """
     if forced:
         return forced, []
-    if not sample:
-        return "iso", []
-    con.execute("CREATE OR REPLACE TEMP TABLE _date_sample(v VARCHAR)")
-    con.executemany("INSERT INTO _date_sample VALUES (?)", [(v,) for v in sample])
-
-    # Count how many sample values each way of reading parses and take the best, so that a
-    # few bad values are rejected row by row instead of hiding the format of all the others.
+    col = _q(column)
     iso = r"regexp_full_match(v, '\d{4}-\d\d-\d\d([ T].*)?')"
-    candidates: list[tuple[str, str]] = []
-    if any(re.search(r"(Z|[+-]\d\d:?\d\d)$", v) for v in sample[:200]):
-        candidates.append(("iso+offset", f"CASE WHEN {iso} THEN TRY_CAST(v AS TIMESTAMPTZ) END"))
-    candidates += [
-        ("iso", f"CASE WHEN {iso} THEN TRY_CAST(v AS TIMESTAMP) END"),
+    candidates: list[tuple[str, str]] = [
+        ("iso", f"CASE WHEN {iso} THEN COALESCE(TRY_CAST(v AS TIMESTAMP), TRY_CAST(v AS TIMESTAMPTZ)) END"),
         ("epoch_ms", r"CASE WHEN regexp_full_match(v, '\d{13}') THEN 1 END"),
         ("epoch_s", r"CASE WHEN regexp_full_match(v, '\d{9,10}') THEN 1 END"),
         *((f, f"TRY_STRPTIME(v, {_lit(f)})") for f in DATE_FORMATS),
     ]
     row = con.execute(
-        "SELECT " + ", ".join(f"count({expr})" for _, expr in candidates) + " FROM _date_sample"
+        "SELECT count(*), "
+        + ", ".join(f"count({expr})" for _, expr in candidates)
+        + f" FROM (SELECT TRIM({col}) AS v FROM {relation} WHERE NULLIF(TRIM({col}), '') IS NOT NULL)"
     ).fetchall()[0]
-    counts = dict(zip((method for method, _ in candidates), row or (), strict=True))
+    total, found = int(row[0]), row[1:]
+    if not total:
+        return "iso", []
+    counts = dict(zip((method for method, _ in candidates), found, strict=True))
     best = max(counts.values())
-    if best * 2 < len(sample):  # most values fit no format: ask for it rather than reject most rows
-        shown = ", ".join(repr(v) for v in sample[:3])
+    if best * 2 < total:  # most values fit no format: ask for it rather than reject most rows
+        shown = ", ".join(
+            repr(r[0])
+            for r in con.execute(
+                f"SELECT TRIM({col}) FROM {relation} WHERE NULLIF(TRIM({col}), '') IS NOT NULL LIMIT 3"
+            ).fetchall()
+        )
         raise InputError(
             f"column {column!r}: cannot recognise the date format of values such as {shown}; "
             f"pass --date-format (a strptime format such as %d/%m/%Y)"
@@ -109,8 +111,8 @@ def _detect_date(
         return "epoch_ms", ["dates read as Unix epoch milliseconds"]
     if fits[0] == "epoch_s":
         return "epoch_s", ["dates read as Unix epoch seconds"]
-    if fits[0] in ("iso", "iso+offset"):
-        return fits[0], []
+    if fits[0] == "iso":
+        return "iso", []
     notes = []
     first = fits[0]
     if first.startswith("%m/%d") and any(f.startswith("%d/%m") for f in fits):
@@ -122,16 +124,26 @@ def _detect_date(
 
 
 def _date_day(method: str, col: str, tz: str) -> tuple[str, str]:
-    """Return (SQL for the local day number or NULL, expected-format text)."""
+    """Return (SQL for the local day number or NULL, expected-format text).
+
+    A value with a zone offset is converted to the business zone ``tz``; a value without one
+    is taken as already local (row by row, so mixed files are right too).
+    """
     epoch = "DATE '1970-01-01'"
+    zone = _lit(tz)
     if method == "iso":
-        return f"(CAST(TRY_CAST({col} AS TIMESTAMP) AS DATE) - {epoch})", "an ISO date such as 2024-03-01"
-    if method == "iso+offset":
-        local = f"timezone({_lit(tz)}, TRY_CAST({col} AS TIMESTAMPTZ))"
-        return f"(CAST({local} AS DATE) - {epoch})", "an ISO timestamp"
+        local = (
+            f"CASE WHEN regexp_matches({col}, '{OFFSET}$') "
+            f"THEN CAST(timezone({zone}, TRY_CAST({col} AS TIMESTAMPTZ)) AS DATE) "
+            f"ELSE CAST(TRY_CAST({col} AS TIMESTAMP) AS DATE) END"
+        )
+        return f"({local} - {epoch})", "an ISO date such as 2024-03-01"
     if method in ("epoch_s", "epoch_ms"):
-        div = 1000 if method == "epoch_ms" else 1
-        local = f"timezone({_lit(tz)}, to_timestamp(TRY_CAST({col} AS DOUBLE) / {div}))"
+        div, digits = (1000, r"\d{13}") if method == "epoch_ms" else (1, r"\d{9,10}")
+        local = (
+            f"CASE WHEN regexp_full_match({col}, '{digits}') "
+            f"THEN timezone({zone}, to_timestamp(CAST({col} AS DOUBLE) / {div})) END"
+        )
         return f"(CAST({local} AS DATE) - {epoch})", "a Unix epoch number"
     return f"(CAST(TRY_STRPTIME({col}, {_lit(method)}) AS DATE) - {epoch})", f"format {method}"
 
