@@ -24,7 +24,7 @@ BASE = (
 )
 #: As of 2024-01-11 (the day after the last event): (recency_days, frequency, monetary).
 EXPECTED = {"c1": (10, 1, Decimal("15.00")), "c2": (3, 2, Decimal("40.50")), "c3": (2, 1, Decimal("7.25"))}
-SEGMENTS = {"c1": "Lost", "c2": "At Risk", "c3": "Promising"}
+SEGMENTS = {"c1": "Lost", "c2": "Can't Lose Them", "c3": "New"}
 COLUMNS = [
     "customer_id",
     "recency_days",
@@ -112,7 +112,7 @@ def test_score_to_csv(base: Path, tmp_path: Path) -> None:
     assert metrics == EXPECTED
     assert [r["monetary"] for r in rows] == ["15.00", "40.50", "7.25"]
     assert {r["customer_id"]: r["segment"] for r in rows} == SEGMENTS
-    assert {r["customer_id"]: r["rfm"] for r in rows} == {"c1": "112", "c2": "244", "c3": "411"}
+    assert {r["customer_id"]: r["rfm"] for r in rows} == {"c1": "112", "c2": "255", "c3": "511"}
     assert not list(out.parent.glob("*.tmp"))
 
 
@@ -160,10 +160,10 @@ def test_score_json_summary(base: Path, tmp_path: Path) -> None:
     by_segment = {s["segment"]: s for s in summary["segments"]}
     assert {name: s["customers"] for name, s in by_segment.items() if s["customers"]} == {
         "Lost": 1,
-        "At Risk": 1,
-        "Promising": 1,
+        "Can't Lose Them": 1,
+        "New": 1,
     }
-    assert by_segment["At Risk"]["revenue"] == "40.50"
+    assert by_segment["Can't Lose Them"]["revenue"] == "40.50"
     assert set(summary["thresholds"]) == {"recency", "frequency", "monetary"}
     assert out.exists()
 
@@ -363,7 +363,7 @@ def test_report_writes_html(base: Path, tmp_path: Path) -> None:
     assert text.lstrip().lower().startswith("<!doctype html")
     assert "rfm11" in text
     for segment in SEGMENTS.values():
-        assert segment in text
+        assert segment.replace("'", "&#39;") in text  # Jinja escapes quotes: Can&#39;t
     assert f"wrote the report to {html}" in result.stderr
     assert out.exists()
     assert not list(html.parent.glob("*.tmp"))

@@ -32,13 +32,18 @@ def _independent(path: Path) -> tuple[date, dict[str, tuple[date, int, Decimal, 
 
 
 def _quantile_scores(values: dict[str, float], bins: int, higher_is_better: bool) -> dict[str, int]:
-    """score = 1 + floor(bins * (number of customers strictly worse) / n)."""
+    """score = 1 + floor(bins * (number of customers strictly worse) / n); the best value gets
+    the top score (unless all values are equal)."""
     ordered = sorted(values.values(), reverse=not higher_is_better)
     n = len(ordered)
     worse_than: dict[float, int] = {}
     for i, v in enumerate(ordered):
         worse_than.setdefault(v, i)
-    return {c: 1 + (bins * worse_than[v]) // n for c, v in values.items()}
+    best = ordered[-1]
+    return {
+        c: bins if v == best and worse_than[v] > 0 else 1 + (bins * worse_than[v]) // n
+        for c, v in values.items()
+    }
 
 
 @pytest.fixture(scope="module")

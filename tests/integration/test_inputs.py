@@ -939,15 +939,15 @@ def test_output_columns_and_scores(tmp_path: Path) -> None:
     result = _base_csv(tmp_path)
     assert result.customers.column_names == STANDARD_COLUMNS
     rows = {r["customer_id"]: r for r in result.customers.to_pylist()}
-    # Quintile score = 1 + floor(5 * (rank - 1) / 3); recency ranks the oldest first.
-    # R: c1 (10 days) 1, c2 (3) 2, c3 (2) 4.  F: c1, c3 tie at 1 -> 1; c2 -> 4.
-    # M: c3 (7.25) 1, c1 (15) 2, c2 (40.50) 4.
+    # Quintile score = 1 + floor(5 * (rank - 1) / 3), the best value 5; recency ranks the oldest first.
+    # R: c1 (10 days) 1, c2 (3) 2, c3 (2, the best) 5.  F: c1, c3 tie at 1 -> 1; c2 (best) -> 5.
+    # M: c3 (7.25) 1, c1 (15) 2, c2 (40.50, the best) 5.
     assert {c: (r["r_score"], r["f_score"], r["m_score"], r["rfm"]) for c, r in rows.items()} == {
         "c1": (1, 1, 2, "112"),
-        "c2": (2, 4, 4, "244"),
-        "c3": (4, 1, 1, "411"),
+        "c2": (2, 5, 5, "255"),
+        "c3": (5, 1, 1, "511"),
     }
-    assert {c: r["segment"] for c, r in rows.items()} == {"c1": "Lost", "c2": "At Risk", "c3": "Promising"}
+    assert {c: r["segment"] for c, r in rows.items()} == {"c1": "Lost", "c2": "Can't Lose Them", "c3": "New"}
     assert {c: r["tenure_days"] for c, r in rows.items()} == {"c1": 10, "c2": 6, "c3": 2}
     assert len(result.to_pandas()) == 3
 

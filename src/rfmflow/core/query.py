@@ -187,8 +187,20 @@ class _Builder:
             parts.append(f"ELSE {bins}")
         return "CASE " + " ".join(parts) + " END"
 
+    def best(self, key: ScoreKey) -> str:
+        """The best value of ``key`` (lowest recency, highest F/M)."""
+        value = self.scored_value(key)
+        return f"MIN({value})" if key == "recency" else f"MAX({value})"
+
     def quantile_score(self, key: ScoreKey, spec: ScoreSpec, rank_col: str, n_col: str) -> str:
-        return f"(1 + ({spec.quantiles} * ({rank_col} - 1)) // {n_col})"
+        # Equal values share the rank of the first of them. The best value always gets the
+        # top score (unless every value is equal): a tie at the top must not push the best
+        # customers down a bin.
+        value, best = self.scored_value(key), f"{key}_best" + ("_c" if rank_col.endswith("crank") else "")
+        return (
+            f"CASE WHEN {value} = {best} AND {rank_col} > 1 THEN {spec.quantiles} "
+            f"ELSE 1 + ({spec.quantiles} * ({rank_col} - 1)) // {n_col} END"
+        )
 
     def score(self, key: ScoreKey) -> str:
         base = self.s.score_spec(key)
@@ -279,8 +291,11 @@ def build_query(
             key == "monetary" and scheme.scores.monetary is None and PCT_COLUMN[key] not in used
         ):
             windows.append(f"RANK() OVER (ORDER BY {b.order(key)}) AS {key}_rank")
+            if b.needs_rank(key):
+                windows.append(f"{b.best(key)} OVER () AS {key}_best")
         if lifecycle is not None and b.needs_rank(key):
             windows.append(f"RANK() OVER (PARTITION BY lifecycle ORDER BY {b.order(key)}) AS {key}_crank")
+            windows.append(f"{b.best(key)} OVER (PARTITION BY lifecycle) AS {key}_best_c")
     if windows:
         windows.append("COUNT(*) OVER () AS n_all")
         if lifecycle is not None:

@@ -47,7 +47,7 @@ RESERVED = {*BASE_COLUMNS, "customer_id", "segment", "tags", "rfm_composite",
             # names the query uses internally
             "last_day", "first_day", "n_all", "n_cohort", "day", "event_type", "amount_minor",
             "order_id", "result"}  # fmt: skip
-RESERVED_PATTERN = r".*_(rank|crank)"
+RESERVED_PATTERN = r".*_(rank|crank|best|best_c)"
 
 
 class _Model(BaseModel):
