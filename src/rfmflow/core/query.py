@@ -74,7 +74,13 @@ def _window(days: int | None) -> str:
 
 def _decay(half_life: float) -> str:
     rate = math.log(2) / half_life
-    return f"EXP(-{rate!r} * ({{as_of}} - day))"
+    return f"EXP(-CAST({rate!r} AS DOUBLE) * ({{as_of}} - day))"
+
+
+def _stable(float_sum: str) -> str:
+    """Round a floating-point sum to 6 decimals: summation order (rows, threads, engines)
+    changes the last bits, and equal customers must keep equal values, hence equal scores."""
+    return f"CAST(ROUND(CAST({float_sum} AS DOUBLE), 6) AS DOUBLE)"
 
 
 def _dec(value: Decimal) -> str:
@@ -117,7 +123,7 @@ class _Builder:
             mon = f"COUNT(CASE WHEN {mcond} THEN 1 END) AS monetary"
         else:
             field_value = f"CAST({_q(mo.field_name or '')} AS DOUBLE)"
-            mon = f"COALESCE(SUM(CASE WHEN {mcond} THEN {field_value} END), 0) AS monetary"
+            mon = f"{_stable(f'COALESCE(SUM(CASE WHEN {mcond} THEN {field_value} END), 0)')} AS monetary"
         cols = [
             "customer_id",
             f"MAX(CASE WHEN {rec} THEN day END) AS last_day",
@@ -126,10 +132,8 @@ class _Builder:
             mon,
         ]
         if fq.half_life_days:
-            cols.append(
-                f"COALESCE(SUM(CASE WHEN {fcond} THEN {_decay(fq.half_life_days)} END), 0)"
-                " AS frequency_decayed"
-            )
+            decayed = f"COALESCE(SUM(CASE WHEN {fcond} THEN {_decay(fq.half_life_days)} END), 0)"
+            cols.append(f"{_stable(decayed)} AS frequency_decayed")
         if mo.half_life_days:
             value = (
                 "CAST(amount_minor AS DOUBLE)"
@@ -137,10 +141,10 @@ class _Builder:
                 else ("1" if mo.measure == "count" else f"CAST({_q(mo.field_name or '')} AS DOUBLE)")
             )
             scale = f" / {10**self.money_scale}" if self.is_money else ""
-            cols.append(
+            decayed = (
                 f"COALESCE(SUM(CASE WHEN {mcond} THEN {value} * {_decay(mo.half_life_days)} END), 0){scale}"
-                " AS monetary_decayed"
             )
+            cols.append(f"{_stable(decayed)} AS monetary_decayed")
         return "SELECT " + ", ".join(cols) + " FROM {events} WHERE day <= {as_of} GROUP BY customer_id"
 
     # --- names -----------------------------------------------------------------------
