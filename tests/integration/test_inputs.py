@@ -243,7 +243,9 @@ def test_decimal_comma_values_without_the_option_are_rejected_not_misread(tmp_pa
     result = rfmflow.score(write(tmp_path / "de.csv", delimited(rows, ";")), rejects_path=rejects)
     assert rfm(result) == {"c2": (1, 1, D("10.00"))}
     _, bad = read_rejects(rejects)
-    assert [r[:2] for r in bad] == [["2", "non-numeric amount '20,50'"]]
+    assert [r[:2] for r in bad] == [
+        ["2", "non-numeric amount '20,50' (a decimal comma? pass --decimal-comma)"]
+    ]
 
 
 def test_thousands_separators_and_currency_symbols(tmp_path: Path) -> None:
@@ -1031,3 +1033,37 @@ def test_parquet_statistics_never_hide_a_bad_row(tmp_path: Path) -> None:
     result = rfmflow.score(bad2, rejects_path=tmp_path / "r2.csv")
     assert result.input.rows_rejected == 1
     assert read_rejects(tmp_path / "r2.csv")[1][0][:2] == ["2000", "missing amount"]
+
+
+def test_amounts_out_of_range_or_not_finite_are_rejected(tmp_path: Path) -> None:
+    text = "customer_id,order_date,amount\na,2024-01-01,99999999999999999\nb,2024-01-02,NaN\nc,2024-01-03,5\n"
+    result = rfmflow.score(write(tmp_path / "big.csv", text), rejects_path=tmp_path / "r.csv")
+    assert rfm(result) == {"c": (1, 1, D("5.00"))}
+    reasons = [r[1] for r in read_rejects(tmp_path / "r.csv")[1]]
+    assert reasons == [
+        "amount '99999999999999999' is not a finite number below 1e+13",
+        "non-numeric amount 'NaN'",
+    ]
+    # typed columns: a NaN double and a huge decimal (Parquet statistics must not wave them through)
+    table = pa.table(
+        {
+            "customer_id": ["a", "b", "c"],
+            "order_date": pa.array([date(2024, 1, 1)] * 3, pa.date32()),
+            "amount": pa.array([float("nan"), 1.0, float("inf")]),
+        }
+    )
+    pq.write_table(table, tmp_path / "nan.parquet")
+    result = rfmflow.score(tmp_path / "nan.parquet", rejects_path=tmp_path / "r2.csv")
+    assert rfm(result) == {"b": (1, 1, D("1.00"))}
+    assert result.input.rows_rejected == 2
+    huge = pa.table(
+        {
+            "customer_id": ["a", "b"],
+            "order_date": pa.array([date(2024, 1, 1)] * 2, pa.date32()),
+            "amount": pa.array([D("5000000000000000.00"), D("1.00")], pa.decimal128(18, 2)),
+        }
+    )
+    pq.write_table(huge, tmp_path / "huge.parquet")
+    result = rfmflow.score(tmp_path / "huge.parquet", rejects_path=tmp_path / "r3.csv")
+    assert rfm(result) == {"b": (1, 1, D("1.00"))}
+    assert result.input.rows_rejected == 1

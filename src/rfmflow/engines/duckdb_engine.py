@@ -27,7 +27,7 @@ from rfmflow.core.query import build_query
 from rfmflow.core.results import NO_SEGMENT, InputStats, ScoreBand, SegmentSummary
 from rfmflow.core.scheme import SCORE_COLUMN, SCORE_KEYS, Scheme, ScoreKey
 from rfmflow.result import ScoreResult
-from rfmflow.sources.normalize import NormalizeOptions, normalize
+from rfmflow.sources.normalize import MAX_AMOUNT, NormalizeOptions, normalize
 from rfmflow.sources.text import LINE, read_delimited, read_json
 
 EPOCH = date(1970, 1, 1)
@@ -396,8 +396,8 @@ def _parquet_proves_clean(
     date_type = types[columns.date]
     if not (date_type == "DATE" or (date_type.startswith("TIMESTAMP") and "TIME ZONE" not in date_type)):
         return None
-    if columns.amount and types[columns.amount].startswith(("VARCHAR", "BLOB")):
-        return None
+    if columns.amount and types[columns.amount].startswith(("VARCHAR", "BLOB", "DOUBLE", "FLOAT", "REAL")):
+        return None  # text must be parsed; floats may hold NaN, which statistics do not show
     used = [c for c in (columns.customer, columns.date, columns.amount) if c]
     path = source.parquet.replace("'", "''")
     listed = ", ".join("'" + c.replace("'", "''") + "'" for c in used)
@@ -414,6 +414,15 @@ def _parquet_proves_clean(
         if maybe_null or unknown:
             return None
         if column == columns.customer and types[column].startswith("VARCHAR") and min_value == "":
+            return None
+    if columns.amount:
+        extremes = con.execute(
+            "SELECT max(greatest(abs(lo), abs(hi))), bool_or(lo IS NULL OR hi IS NULL) FROM ("
+            "SELECT TRY_CAST(stats_min_value AS DOUBLE) AS lo, TRY_CAST(stats_max_value AS DOUBLE) AS hi "
+            f"FROM parquet_metadata('{path}') WHERE path_in_schema = ?)",
+            [columns.amount],
+        ).fetchall()[0]
+        if extremes[1] or extremes[0] is None or extremes[0] >= MAX_AMOUNT:
             return None
     span = con.execute(
         "SELECT CAST(min(CAST(stats_min_value AS TIMESTAMP)) AS DATE) - DATE '1970-01-01', "

@@ -152,7 +152,7 @@ def _number(col: str, type_name: str, decimal_comma: bool) -> str:
     """SQL for a DECIMAL(38,6) value of a column, NULL when it is not a number."""
     if not _is_text(type_name):
         return f"TRY_CAST({col} AS DECIMAL(38, 6))"
-    cleaned = f"regexp_replace(TRIM({col}), '[\\s$€£¥₽]', '', 'g')"
+    cleaned = f"regexp_replace(TRIM({col}), '[\\s  $€£¥₽]', '', 'g')"
     if decimal_comma:
         cleaned = (
             f"replace(CASE WHEN regexp_full_match({cleaned}, '-?\\d{{1,3}}(\\.\\d{{3}})+(,\\d+)?') "
@@ -166,28 +166,46 @@ def _number(col: str, type_name: str, decimal_comma: bool) -> str:
     return f"TRY_CAST({cleaned} AS DECIMAL(38, 6))"
 
 
+COMMA_HINT = (
+    "CASE WHEN regexp_full_match(TRIM(CAST(_src_amount AS VARCHAR)), '-?[0-9]{1,3}([. ][0-9]{3})*,[0-9]+') "
+    "THEN ' (a decimal comma? pass --decimal-comma)' ELSE '' END"
+)
+"""Reject-reason suffix for amounts that look like 12,50 when decimal commas were not asked for."""
+
+
 def _blank(col: str, type_name: str) -> str:
     """SQL: the value is missing (NULL, or blank text)."""
     return f"NULLIF(TRIM({col}), '') IS NULL" if _is_text(type_name) else f"{col} IS NULL"
 
 
-def _minor_units(col: str, type_name: str, scale: int, decimal_comma: bool) -> tuple[str, str, str]:
-    """SQL for (amount in minor units as BIGINT, amount missing, amount not a number).
+MAX_AMOUNT = 10**13
+"""Amounts must stay below this in absolute value (sums of cents must fit 64-bit integers)."""
+
+
+def _minor_units(col: str, type_name: str, scale: int, decimal_comma: bool) -> tuple[str, str, str, str]:
+    """SQL for (amount in minor units as BIGINT, missing, not a number, out of range).
 
     Typed columns stay in 64-bit integer arithmetic where they can (a DECIMAL(18,2) is
-    multiplied, not re-parsed); text goes through the tolerant number parser.
+    multiplied, not re-parsed); text goes through the tolerant number parser. Out-of-range
+    and non-finite amounts give NULL minor units, and their rows are rejected.
     """
     factor = 10**scale
     decimal = re.fullmatch(r"DECIMAL\((\d+),\s*(\d+)\)", type_name)
+    missing = f"{col} IS NULL"
     if decimal and int(decimal.group(1)) <= 18 and int(decimal.group(2)) <= scale:
-        return f"CAST({col} * {factor} AS BIGINT)", f"{col} IS NULL", "FALSE"
+        too_big = f"abs({col}) >= {MAX_AMOUNT}"
+        return f"CASE WHEN NOT {too_big} THEN CAST({col} * {factor} AS BIGINT) END", missing, "FALSE", too_big
     if type_name in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"):
-        return f"(CAST({col} AS BIGINT) * {factor})", f"{col} IS NULL", "FALSE"
+        too_big = f"abs(CAST({col} AS BIGINT)) >= {MAX_AMOUNT}"
+        return f"CASE WHEN NOT {too_big} THEN CAST({col} AS BIGINT) * {factor} END", missing, "FALSE", too_big
     if type_name in ("DOUBLE", "FLOAT", "REAL"):
-        return f"CAST(ROUND({col} * {factor}) AS BIGINT)", f"{col} IS NULL", "FALSE"
+        too_big = f"(NOT isfinite({col}) OR abs({col}) >= {MAX_AMOUNT})"
+        minor = f"CASE WHEN NOT {too_big} THEN CAST(ROUND({col} * {factor}) AS BIGINT) END"
+        return minor, missing, "FALSE", too_big
     number = _number(col, type_name, decimal_comma)
-    minor = f"CAST(ROUND({number} * {factor}) AS BIGINT)"
-    return minor, _blank(col, type_name), f"(NOT {_blank(col, type_name)} AND {number} IS NULL)"
+    too_big = f"abs({number}) >= {MAX_AMOUNT}"
+    minor = f"CASE WHEN NOT {too_big} THEN CAST(ROUND({number} * {factor}) AS BIGINT) END"
+    return minor, _blank(col, type_name), f"(NOT {_blank(col, type_name)} AND {number} IS NULL)", too_big
 
 
 def normalize(
@@ -243,7 +261,7 @@ def normalize(
     if columns.amount:
         acol = _q(columns.amount)
         amount_src = acol
-        minor, amount_missing, amount_bad = _minor_units(
+        minor, amount_missing, amount_bad, amount_range = _minor_units(
             acol, types[columns.amount], scale, options.decimal_comma
         )
     elif columns.price and columns.quantity:
@@ -254,8 +272,10 @@ def normalize(
         minor = f"CAST(ROUND({price} * {quantity} * {10**scale}) AS BIGINT)"
         amount_missing = f"({_blank(pcol, types[columns.price])} OR {_blank(qcol, types[columns.quantity])})"
         amount_bad = f"({price} IS NULL OR {quantity} IS NULL)"
+        amount_range = f"abs({price} * {quantity}) >= {MAX_AMOUNT}"
+        minor = f"CASE WHEN NOT {amount_range} THEN {minor} END"
     else:
-        minor, amount_missing, amount_bad = "CAST(NULL AS BIGINT)", "FALSE", "FALSE"
+        minor, amount_missing, amount_bad, amount_range = "CAST(NULL AS BIGINT)", "FALSE", "FALSE", "FALSE"
     money_types = ", ".join(_lit(t) for t in MONEY_TYPES)
 
     currency = options.currency.upper() if options.currency else None
@@ -305,7 +325,11 @@ def normalize(
         "WHEN _type IS NULL THEN 'missing event type' "
         f"WHEN _type IN ({money_types}) AND _amount_missing THEN 'missing amount' "
         f"WHEN _type IN ({money_types}) AND _amount_bad "
-        "THEN 'non-numeric amount ''' || TRIM(CAST(_src_amount AS VARCHAR)) || '''' "
+        "THEN 'non-numeric amount ''' || TRIM(CAST(_src_amount AS VARCHAR)) || '''' || "
+        f"{COMMA_HINT} "
+        f"WHEN _type IN ({money_types}) AND _amount_range "
+        "THEN 'amount ''' || TRIM(CAST(_src_amount AS VARCHAR)) || ''' is not a finite number below "
+        f"{MAX_AMOUNT:.0e}' "
         "WHEN _currency_reason IS NOT NULL THEN _currency_reason "
         "END"
     )
@@ -315,6 +339,7 @@ def normalize(
         f"SELECT {_q(line_column)} AS _line, {customer} AS _cust, {dcol} AS _src_date, "
         f"{date_missing} AS _date_missing, CAST({day} AS INTEGER) AS _day, {etype_raw} AS _type, "
         f"{minor} AS _minor, {amount_missing} AS _amount_missing, {amount_bad} AS _amount_bad, "
+        f"{amount_range} AS _amount_range, "
         f"{amount_src} AS _src_amount, {currency_check} AS _currency_reason, {order} AS order_id{fields} "
         f"FROM {relation}"
     )
