@@ -130,3 +130,16 @@ def test_crm_lists_every_segment_even_empty_ones(cdnow_master: Path, golden) -> 
     assert recent_single == []
     hibernating = sum(1 for v in expected.values() if (as_of - v[0]).days > 180)
     assert by_name["Hibernating"].customers == hibernating
+
+
+def test_fixed_bands_state_their_bounds_exactly(cdnow_master: Path) -> None:
+    result = rfmflow.score(cdnow_master, scheme="telegram-scrm")
+    m = {b.score: (b.low, b.high, b.low_open) for b in result.bands["monetary"]}
+    assert m == {1: (None, 0.0, False), 2: (0.0, 50.0, True), 3: (50.0, 200.0, True),
+                 4: (200.0, 500.0, True), 5: (500.0, None, True)}  # fmt: skip
+    r = {b.score: (b.low, b.high) for b in result.bands["recency"]}
+    assert r == {5: (None, 5.0), 4: (6.0, 15.0), 3: (16.0, 30.0), 2: (31.0, 60.0), 1: (61.0, None)}
+    counted = {b.score: b.customers for b in result.bands["monetary"]}
+    rows = result.customers.to_pylist()
+    assert counted[5] == sum(1 for row in rows if row["monetary"] > 500)
+    assert counted[4] == sum(1 for row in rows if 200 < row["monetary"] <= 500)

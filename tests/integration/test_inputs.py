@@ -1067,3 +1067,16 @@ def test_amounts_out_of_range_or_not_finite_are_rejected(tmp_path: Path) -> None
     result = rfmflow.score(tmp_path / "huge.parquet", rejects_path=tmp_path / "r3.csv")
     assert rfm(result) == {"b": (1, 1, D("1.00"))}
     assert result.input.rows_rejected == 1
+
+
+def test_when_every_row_is_rejected_the_rejects_file_explains_why(tmp_path: Path) -> None:
+    text = "customer_id,order_date,amount\n,2024-01-01,3\nb,2024-01-02,abc\n"
+    rejects = tmp_path / "why.csv"
+    with pytest.raises(
+        InputError, match=r"no valid rows to score \(2 rejected, first: line 2: missing customer id"
+    ):
+        rfmflow.score(write(tmp_path / "bad.csv", text), rejects_path=rejects)
+    assert [r[:2] for r in read_rejects(rejects)[1]] == [
+        ["2", "missing customer id"],
+        ["3", "non-numeric amount 'abc'"],
+    ]

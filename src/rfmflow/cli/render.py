@@ -98,7 +98,10 @@ def thresholds_table(result: ScoreResult) -> Table:
             elif band.low is None:
                 cells.append(f"<= {_bound(band.high)}  ({band.customers:,})")
             elif band.high is None:
-                cells.append(f">= {_bound(band.low)}  ({band.customers:,})")
+                above = ">" if band.low_open else ">="
+                cells.append(f"{above} {_bound(band.low)}  ({band.customers:,})")
+            elif band.low_open:
+                cells.append(f"> {_bound(band.low)} to {_bound(band.high)}  ({band.customers:,})")
             elif band.low == band.high:
                 cells.append(f"{_bound(band.low)}  ({band.customers:,})")
             else:

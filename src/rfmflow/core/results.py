@@ -23,12 +23,14 @@ class SegmentSummary:
 
 @dataclass(frozen=True)
 class ScoreBand:
-    """The values that got one score: ``low <= value <= high`` (inclusive, observed or fixed)."""
+    """The values that got one score: ``low <= value <= high`` (observed or fixed); with
+    ``low_open`` the lower bound is excluded (``low < value``), as for fixed money edges."""
 
     score: int
     low: float | None
     high: float | None
     customers: int
+    low_open: bool = False
 
 
 @dataclass(frozen=True)

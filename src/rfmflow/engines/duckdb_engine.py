@@ -295,6 +295,14 @@ def _score(
         line, reason, _ = rejects[0]
         raise RejectedRowError(line, reason, source.name)
     con.execute(f"CREATE TEMP VIEW valid AS SELECT * FROM {norm.view} WHERE TRUE{valid_filter}")
+
+    def write_rejects() -> str | None:
+        if not rejects:
+            return None
+        target = options.rejects_path or Path(Path(source.name).stem + ".rejects.csv")
+        _write_rejects(target, rejects, source.line_label)
+        return str(target)
+
     if not n_valid:
         what = (
             "no valid rows"
@@ -302,7 +310,7 @@ def _score(
             else f"no valid rows of type {', '.join(options.event_types)}"
         )
         shown = "; ".join(f"{source.line_label} {line}: {reason}" for line, reason, _ in rejects[:3])
-        more = f" ({len(rejects)} rejected, first: {shown})" if rejects else ""
+        more = f" ({len(rejects)} rejected, first: {shown}; all in {write_rejects()})" if rejects else ""
         raise InputError(f"{source.name}: {what} to score{more}")
     as_of_is_default = options.as_of is None
     as_of_day = int(last_day) + 1 if options.as_of is None else _day(options.as_of)
@@ -319,12 +327,6 @@ def _score(
     if first_day is not None and int(first_day) > as_of_day:
         raise InputError(f"{source.name}: every event is after the as-of date {_date(as_of_day)}")
 
-    # Every check has passed: only now is anything written.
-    rejects_path: str | None = None
-    if rejects:
-        target = options.rejects_path or Path(Path(source.name).stem + ".rejects.csv")
-        _write_rejects(target, rejects, source.line_label)
-        rejects_path = str(target)
     plan = build_query(
         scheme,
         as_of_day=as_of_day,
@@ -340,6 +342,8 @@ def _score(
     con.register("scored_rows", customers)
     con.execute(f"CREATE TEMP VIEW scored AS SELECT * {_unpresentation(plan.money_scale)} FROM scored_rows")
 
+    # The scores exist: only now is the rejects file written (a failed run writes nothing).
+    rejects_path = write_rejects()
     summaries = order_summaries(_summaries(con, plan.money_scale), scheme)
     bands = _bands(con, scheme, plan.money_scale)
     missing_recency = con.execute("SELECT count(*) FROM scored WHERE recency_days IS NULL").fetchall()[0]
@@ -528,23 +532,38 @@ def _bands(con: duckdb.DuckDBPyConnection, scheme: Scheme, scale: int | None) ->
         bands = []
         for score in range(1, spec.bins + 1):
             low, high, n = rows.get(score, (None, None, 0))
+            low_open = False
             if spec.edges is not None and scheme.lifecycle is None:
-                low, high = _fixed_band(key, [float(e) for e in spec.edges], score)
+                whole = key == "recency" or (
+                    key == "frequency" and not scheme.metrics.frequency.half_life_days
+                )
+                low, high = _fixed_band(key, [float(e) for e in spec.edges], score, whole=whole)
+                low_open = low is not None and not whole
             bands.append(
                 ScoreBand(
-                    score, None if low is None else float(low), None if high is None else float(high), n
+                    score,
+                    None if low is None else float(low),
+                    None if high is None else float(high),
+                    n,
+                    low_open,
                 )
             )
         out[key] = bands
     return out
 
 
-def _fixed_band(key: ScoreKey, edges: list[float], score: int) -> tuple[float | None, float | None]:
-    """The fixed value range of ``score`` (upper-inclusive edges; recency is reversed)."""
+def _fixed_band(
+    key: ScoreKey, edges: list[float], score: int, *, whole: bool
+) -> tuple[float | None, float | None]:
+    """The fixed value range of ``score`` (upper-inclusive edges; recency is reversed).
+
+    For whole-number metrics the lower bound is the previous edge + 1; otherwise it is the
+    previous edge itself, excluded (the caller marks the band ``low_open``).
+    """
     bins = len(edges) + 1
     index = bins - score if key == "recency" else score - 1  # position in ascending value order
     low = None if index == 0 else edges[index - 1]
     high = None if index == bins - 1 else edges[index]
-    if low is not None and key in ("recency", "frequency"):
-        low = low + 1  # whole numbers: above the previous bound
+    if low is not None and whole:
+        low = low + 1
     return low, high

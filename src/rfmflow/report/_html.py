@@ -274,7 +274,7 @@ def _band_rows(bands: Sequence[ScoreBand]) -> list[BandRow]:
     return [
         BandRow(
             b.score,
-            fmt.bound(b.low),
+            ("> " if b.low_open and b.low is not None else "") + fmt.bound(b.low),
             fmt.bound(b.high),
             fmt.count(b.customers),
             fmt.percent(b.customers / total) if total else fmt.DASH,
