@@ -307,7 +307,7 @@ def test_scheme_and_config_together_is_a_usage_error(base: Path) -> None:
 
 
 def test_unknown_time_zone(base: Path) -> None:
-    assert_fails(run("score", base, "--tz", "Mars/Olympus"), "unknown time zone 'Mars/Olympus'")
+    assert_fails(run("score", base, "--tz", "Mars/Olympus"), "unknown time zone 'Mars/Olympus'", code=2)
 
 
 @pytest.mark.parametrize("value", ["2024-13-01", "yesterday", "01/02/2024"])
@@ -340,7 +340,7 @@ def test_strict_stops_at_the_first_bad_row(tmp_path: Path) -> None:
 
 def test_unknown_output_format_writes_nothing(base: Path, tmp_path: Path) -> None:
     out = tmp_path / "s.xlsx"
-    assert_fails(run("score", base, "-o", out), "unknown format '.xlsx'")
+    assert_fails(run("score", base, "-o", out), "unknown format '.xlsx'", code=2)
     assert not out.exists()
     assert not list(tmp_path.glob("s.xlsx*"))
 

@@ -1080,3 +1080,16 @@ def test_when_every_row_is_rejected_the_rejects_file_explains_why(tmp_path: Path
         ["2", "missing customer id"],
         ["3", "non-numeric amount 'abc'"],
     ]
+
+
+def test_excel_quirks_sep_line_and_trailing_delimiters(tmp_path: Path) -> None:
+    sep = "sep=;\ncustomer_id;order_date;amount\na;2024-01-01;10\nb;2024-01-02;5\n"
+    assert rfm(rfmflow.score(write(tmp_path / "sep.csv", sep))) == {
+        "a": (2, 1, D("10.00")),
+        "b": (1, 1, D("5.00")),
+    }
+    trailing = "customer_id,order_date,amount\na,2024-01-01,10,\nb,2024-01-02,5,\n"
+    assert rfm(rfmflow.score(write(tmp_path / "trail.csv", trailing))) == {
+        "a": (2, 1, D("10.00")),
+        "b": (1, 1, D("5.00")),
+    }

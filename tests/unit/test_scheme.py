@@ -129,3 +129,8 @@ def test_shadowed_segments_are_reported() -> None:
 def test_unknown_scheme_names_list_the_builtins() -> None:
     with pytest.raises(SchemeError, match="built-in schemes: crm"):
         load_scheme("nope")
+
+
+def test_a_key_given_twice_is_an_error_not_a_silent_override() -> None:
+    with pytest.raises(SchemeError, match=r"line 4, column 1: invalid YAML: the key 'name' is given twice"):
+        scheme_from_yaml("name: x\nsegments:\n  - {name: A, when: true}\nname: y\n", source="dup.yaml")

@@ -146,6 +146,7 @@ def _run_score(file: str, opts: dict[str, Any], err: Console) -> Any:
 
     if opts["scheme_name"] and opts["scheme_file"]:
         raise click.UsageError("give --scheme or --config, not both")
+    _check_timezone_option(opts["timezone"])
     columns = {
         role: opts[f"{role}_col"]
         for role in ("customer", "date", "amount", "price", "quantity", "type", "order", "currency")
@@ -174,6 +175,26 @@ def _run_score(file: str, opts: dict[str, Any], err: Console) -> Any:
     )
 
 
+def _check_timezone_option(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(
+            f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin)", param_hint="--tz"
+        ) from None
+
+
+def _check_output_option(path: str | None) -> None:
+    from rfmflow.result import OUTPUT_FORMATS
+
+    if path and Path(path).suffix.lower() not in OUTPUT_FORMATS:
+        raise click.BadParameter(
+            f"{path}: unknown format {Path(path).suffix!r}; use .csv, .parquet or .json", param_hint="-o"
+        )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rfmflow")
 def main() -> None:
@@ -196,6 +217,7 @@ def score(file: str, output: str | None, as_json: bool, **opts: Any) -> None:
     from rfmflow.cli.render import print_result
 
     out, err = _consoles()
+    _check_output_option(output)
     result = _run_score(file, opts, err)
     if output:
         result.write(output)
@@ -230,6 +252,7 @@ def report(file: str, html_path: str, output: str | None, **opts: Any) -> None:
     from rfmflow.cli.render import print_result
 
     out, err = _consoles()
+    _check_output_option(output)
     result = _run_score(file, opts, err)
     print_result(result, out, err)
     _write_report(result, Path(html_path))

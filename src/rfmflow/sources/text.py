@@ -17,6 +17,7 @@ import csv
 import gzip
 import io
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,7 +148,11 @@ def read_delimited(
         sample = probe.read(65536)
     if not sample.strip():
         raise InputError(f"{path}: the file is empty")
-    delim = delimiter or sniff_delimiter(sample)
+    first_line = sample.lstrip("\ufeff").splitlines()[0].strip() if sample.strip() else ""
+    excel_sep = re.fullmatch(r"sep=(.)", first_line)  # Excel's "sep=;" line names the delimiter
+    if excel_sep:
+        sample = sample.split("\n", 1)[1] if "\n" in sample else ""
+    delim = delimiter or (excel_sep.group(1) if excel_sep else sniff_delimiter(sample))
     if delim in ("\\t", "tab"):
         delim = "\t"
     if delim in ("space", "whitespace", " "):
@@ -156,11 +161,15 @@ def read_delimited(
     batches: list[pa.RecordBatch] = []
     with _open_text(path, progress) as handle:
         records = _records(handle, delim)
+        if excel_sep:
+            next(records, None)
         if header:
             first = next(records, None)
             if first is None:
                 raise InputError(f"{path}: the file is empty")
             names = [n.strip() for n in first[1]]
+            if len(names) > 1 and names[-1] == "":
+                names.pop()  # a trailing delimiter after the last column name
         else:
             names = []
         if column_names:
@@ -178,6 +187,8 @@ def read_delimited(
         cols: list[list[str | None]] = [[] for _ in range(width)]
         lines: list[int] = []
         for line, fields, raw in records:
+            if len(fields) == width + 1 and not fields[-1].strip():
+                fields = fields[:-1]  # a trailing delimiter, as many exports write
             if len(fields) != width:
                 rejects.append((line, f"wrong number of fields: expected {width}, got {len(fields)}", raw))
                 continue
