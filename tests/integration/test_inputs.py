@@ -1093,3 +1093,13 @@ def test_excel_quirks_sep_line_and_trailing_delimiters(tmp_path: Path) -> None:
         "a": (2, 1, D("10.00")),
         "b": (1, 1, D("5.00")),
     }
+
+
+def test_a_metric_counting_event_types_the_data_lacks_is_warned_about(tmp_path: Path) -> None:
+    text = "customer_id,order_date,amount\na,2024-01-01,10\nb,2024-01-02,5\n"
+    result = rfmflow.score(write(tmp_path / "t.csv", text), scheme="telegram-scrm-messages")
+    missing = [w.message for w in result.warnings if w.code == "event-types-missing"]
+    assert len(missing) == 1 and missing[0].startswith("metrics.monetary uses events of type message")
+    typed = "customer_id,order_date,type,amount\na,2024-01-01,message,\nb,2024-01-02,purchase,5\n"
+    result = rfmflow.score(write(tmp_path / "typed.csv", typed), scheme="telegram-scrm-messages")
+    assert not [w for w in result.warnings if w.code == "event-types-missing"]

@@ -17,11 +17,14 @@ def health_warnings(
     without_qualifying_event: int,
     history_days: int | None,
     rows_rejected: int = 0,
+    event_types_present: set[str] | None = None,
 ) -> list[Warning]:
     """Return the warnings for a finished run, most important first."""
     out: list[Warning] = []
     if customers == 0:
         return [Warning("no-customers", "no customer has a usable event; nothing was scored")]
+    if event_types_present is not None:
+        out += _unmatched_event_types(scheme, event_types_present)
     for s in summaries:
         if s.segment == NO_SEGMENT and s.customers:
             out.append(
@@ -77,6 +80,23 @@ def health_warnings(
         out.append(
             Warning("rows-rejected", f"{rows_rejected} malformed rows were rejected (see the rejects file)")
         )
+    return out
+
+
+def _unmatched_event_types(scheme: Scheme, present: set[str]) -> list[Warning]:
+    """A metric that counts only event types the data does not have measures nothing."""
+    out = []
+    have = ", ".join(sorted(present)) or "none"
+    for metric in ("recency", "frequency", "monetary"):
+        events = getattr(scheme.metrics, metric).events
+        if events == "any" or present.intersection(e.lower() for e in events):
+            continue
+        out.append(Warning(
+            "event-types-missing",
+            f"metrics.{metric} uses events of type {', '.join(events)}, which the data does not have "
+            f"(it has: {have}; without a type column every row is a purchase, or a refund when "
+            f"negative): {metric} is empty or 0 for everyone",
+        ))  # fmt: skip
     return out
 
 

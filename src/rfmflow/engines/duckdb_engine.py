@@ -272,15 +272,18 @@ def _score(
         # Parquet statistics show that no row can be rejected: no validation pass at all.
         first_day, last_day, n_valid = proven
         valid_filter = ""
+        types_present = {"purchase", "refund"}  # no type column: purchases, refunds if negative
     else:
         valid_filter = f" AND _reason IS NULL{type_filter}"
         stats = con.execute(
             f"SELECT min(day) FILTER (WHERE _reason IS NULL{type_filter}), "
             f"max(day) FILTER (WHERE _reason IS NULL{type_filter}), "
             f"count(*) FILTER (WHERE _reason IS NULL{type_filter}), "
-            f"count(*) FILTER (WHERE _reason IS NOT NULL) FROM {norm.view}"
+            f"count(*) FILTER (WHERE _reason IS NOT NULL), "
+            f"list(DISTINCT event_type) FILTER (WHERE _reason IS NULL{type_filter}) FROM {norm.view}"
         ).fetchall()[0]
-        first_day, last_day, n_valid, n_rejected = stats or (None, None, 0, 0)
+        first_day, last_day, n_valid, n_rejected, found_types = stats
+        types_present = set(found_types or [])
         if n_rejected:
             rejects += [
                 (int(line), str(reason), str(raw) if raw is not None else "")
@@ -356,6 +359,7 @@ def _score(
         without_qualifying_event=int(missing_recency[0]) if missing_recency else 0,
         history_days=history,
         rows_rejected=len(rejects),
+        event_types_present=types_present,
     )
     notes = list(norm.notes)
     if options.event_types:
