@@ -1103,3 +1103,15 @@ def test_a_metric_counting_event_types_the_data_lacks_is_warned_about(tmp_path: 
     typed = "customer_id,order_date,type,amount\na,2024-01-01,message,\nb,2024-01-02,purchase,5\n"
     result = rfmflow.score(write(tmp_path / "typed.csv", typed), scheme="telegram-scrm-messages")
     assert not [w for w in result.warnings if w.code == "event-types-missing"]
+
+
+def test_exact_duplicate_lines_are_recognised(tmp_path: Path) -> None:
+    text = (
+        "customer_id,order_date,amount\na,2024-01-01,10\na,2024-01-01,10\nb,2024-01-02,5\na,2024-01-01,10\n"
+    )
+    result = rfmflow.score(write(tmp_path / "dup.csv", text))
+    assert [w.message for w in result.warnings if w.code == "duplicate-rows"] == [
+        "2 lines repeat an earlier line exactly (every column); they count as separate events: "
+        "remove them if they are duplicates"
+    ]
+    assert rfm(result)["a"] == (2, 3, D("30.00"))

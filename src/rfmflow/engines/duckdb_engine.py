@@ -24,7 +24,7 @@ from rfmflow.core.columns import ColumnMap, detect_columns
 from rfmflow.core.errors import EngineError, InputError, RejectedRowError
 from rfmflow.core.health import health_warnings
 from rfmflow.core.query import build_query
-from rfmflow.core.results import NO_SEGMENT, InputStats, ScoreBand, SegmentSummary
+from rfmflow.core.results import NO_SEGMENT, InputStats, ScoreBand, SegmentSummary, Warning
 from rfmflow.core.scheme import SCORE_COLUMN, SCORE_KEYS, Scheme, ScoreKey
 from rfmflow.result import ScoreResult
 from rfmflow.sources.normalize import MAX_AMOUNT, NormalizeOptions, normalize
@@ -347,6 +347,7 @@ def _score(
 
     # The scores exist: only now is the rejects file written (a failed run writes nothing).
     rejects_path = write_rejects()
+    duplicates = _duplicate_rows(con, source, names) if source.parquet is None else 0
     summaries = order_summaries(_summaries(con, plan.money_scale), scheme)
     bands = _bands(con, scheme, plan.money_scale)
     missing_recency = con.execute("SELECT count(*) FROM scored WHERE recency_days IS NULL").fetchall()[0]
@@ -361,6 +362,14 @@ def _score(
         rows_rejected=len(rejects),
         event_types_present=types_present,
     )
+    if duplicates:
+        warnings.append(
+            Warning(
+                "duplicate-rows",
+                f"{duplicates} {source.line_label}s repeat an earlier {source.line_label} exactly (every "
+                f"column); they count as separate events: remove them if they are duplicates",
+            )
+        )
     notes = list(norm.notes)
     if options.event_types:
         notes.append(f"only events of type {', '.join(options.event_types)} were used")
@@ -441,6 +450,16 @@ def _parquet_proves_clean(
     if span is None or span[0] is None or span[1] is None:
         return None
     return int(span[0]), int(span[1]), source.rows
+
+
+def _duplicate_rows(con: duckdb.DuckDBPyConnection, source: _Source, names: Sequence[str]) -> int:
+    """How many rows repeat an earlier row in every column (files read into memory and frames)."""
+    columns = ", ".join('"' + n.replace('"', '""') + '"' for n in names)
+    row = con.execute(
+        f"SELECT COALESCE(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {source.relation} "
+        f"GROUP BY {columns} HAVING count(*) > 1)"
+    ).fetchall()[0]
+    return int(row[0])
 
 
 def _money(scale: int | None, column: str = "monetary_minor") -> str:
