@@ -49,7 +49,8 @@ def health_warnings(
         out.append(
             Warning(
                 "short-history",
-                f"the data covers {history_days} day{'' if history_days == 1 else 's'}, less than {scheme.health.min_history_days}: "
+                f"the data covers {history_days} day{'' if history_days == 1 else 's'}, "
+                f"less than {scheme.health.min_history_days}: "
                 f"scores are not yet statistically meaningful",
             )
         )
