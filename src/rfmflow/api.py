@@ -42,6 +42,7 @@ def score(
     drop_after_as_of: bool = False,
     rejects_path: str | Path | None = None,
     progress: Progress | None = None,
+    encoding: str = "utf-8",
 ) -> ScoreResult:
     """Score every customer in ``data`` and return a :class:`~rfmflow.ScoreResult`.
 
@@ -73,6 +74,7 @@ def score(
         strict=strict,
         drop_future=drop_after_as_of,
         rejects_path=Path(rejects_path) if rejects_path else None,
+        encoding=encoding,
     )
     return score_with_duckdb(data, resolved, options, progress=progress)
 

@@ -1115,3 +1115,12 @@ def test_exact_duplicate_lines_are_recognised(tmp_path: Path) -> None:
         "remove them if they are duplicates"
     ]
     assert rfm(result)["a"] == (2, 3, D("30.00"))
+
+
+def test_other_encodings_by_option(tmp_path: Path) -> None:
+    path = tmp_path / "cp1252.csv"
+    path.write_bytes("customer_id;order_date;amount\nJosé;2024-01-01;12,50\n".encode("cp1252"))
+    with pytest.raises(InputError, match="not utf-8 text .* pass --encoding"):
+        rfmflow.score(path)
+    result = rfmflow.score(path, encoding="cp1252", decimal_comma=True)
+    assert rfm(result) == {"José": (1, 1, D("12.50"))}

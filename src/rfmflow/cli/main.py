@@ -113,6 +113,12 @@ def _input_options(func: F) -> F:
         click.option(
             "--date-format", help="strptime format of the dates, e.g. %d/%m/%Y (default: detected)."
         ),
+        click.option(
+            "--encoding",
+            default="utf-8",
+            show_default=True,
+            help="Text encoding of CSV/JSON files (e.g. cp1252).",
+        ),
         click.option("--decimal-comma", is_flag=True, help="Amounts use a decimal comma (12,50)."),
         click.option("--currency", help="The currency to score; rows in other currencies are rejected."),
         click.option(
@@ -171,6 +177,7 @@ def _run_score(file: str, opts: dict[str, Any], err: Console) -> Any:
         strict=opts["strict"],
         drop_after_as_of=opts["drop_after_as_of"],
         rejects_path=opts["rejects_path"],
+        encoding=opts["encoding"],
         progress=RichProgress(err),
     )
 

@@ -68,6 +68,7 @@ class ScoreOptions:
     drop_future: bool = False
     rejects_path: Path | None = None
     sort: bool = True
+    encoding: str = "utf-8"
 
 
 def _day(value: date) -> int:
@@ -125,7 +126,9 @@ def _open_source(
         progress.start(f"Reading {path.name}", total)
         try:
             if suffix in JSON_SUFFIXES:
-                read = read_json(path, progress=progress.update, strict=options.strict)
+                read = read_json(
+                    path, progress=progress.update, strict=options.strict, encoding=options.encoding
+                )
             elif suffix in TEXT_SUFFIXES or suffix == "":
                 read = read_delimited(
                     path,
@@ -134,13 +137,19 @@ def _open_source(
                     column_names=list(options.column_names) if options.column_names else None,
                     progress=progress.update,
                     strict=options.strict,
+                    encoding=options.encoding,
                 )
             else:
                 raise InputError(
                     f"{path}: unknown file type {suffix!r}; use .csv/.tsv/.txt, .parquet, .json or .jsonl"
                 )
         except UnicodeDecodeError as err:
-            raise InputError(f"{path}: not UTF-8 text (byte {err.start}): save it as UTF-8") from None
+            raise InputError(
+                f"{path}: not {options.encoding} text (byte {err.start}): pass --encoding (for example "
+                f"cp1252 or latin-1) or save it as UTF-8"
+            ) from None
+        except LookupError:
+            raise InputError(f"unknown encoding {options.encoding!r}") from None
         finally:
             progress.stop()
         con.register("raw", read.table)

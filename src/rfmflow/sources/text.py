@@ -70,11 +70,12 @@ def _open_binary(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
-def _open_text(path: Path, progress: ProgressFn | None) -> IO[str]:
+def _open_text(path: Path, progress: ProgressFn | None, encoding: str = "utf-8") -> IO[str]:
     raw = _open_binary(path)
     head = raw.read(3)
     raw.seek(0)
-    encoding = "utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8"
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        encoding = "utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8"
     counting = io.BufferedReader(_CountingReader(raw, progress), buffer_size=1 << 20)
     return io.TextIOWrapper(counting, encoding=encoding, newline="")
 
@@ -138,13 +139,14 @@ def read_delimited(
     column_names: list[str] | None = None,
     progress: ProgressFn | None = None,
     strict: bool = False,
+    encoding: str = "utf-8",
 ) -> TextRead:
     """Read a delimited text file; every column is text, plus the ``_line`` column.
 
     Rows with the wrong number of fields are returned as rejects even when ``strict``: an
     earlier row may still fail a value check, and strict mode must name the first bad line.
     """
-    with _open_text(path, None) as probe:
+    with _open_text(path, None, encoding) as probe:
         sample = probe.read(65536)
     if not sample.strip():
         raise InputError(f"{path}: the file is empty")
@@ -159,7 +161,7 @@ def read_delimited(
         delim = "whitespace"
     rejects: list[tuple[int, str, str]] = []
     batches: list[pa.RecordBatch] = []
-    with _open_text(path, progress) as handle:
+    with _open_text(path, progress, encoding) as handle:
         records = _records(handle, delim)
         if excel_sep:
             next(records, None)
@@ -229,14 +231,16 @@ def _text(value: Any) -> str | None:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def read_json(path: Path, *, progress: ProgressFn | None = None, strict: bool = False) -> TextRead:
+def read_json(
+    path: Path, *, progress: ProgressFn | None = None, strict: bool = False, encoding: str = "utf-8"
+) -> TextRead:
     """Read JSON lines (one object a line) or a JSON array of objects.
 
     Malformed lines are returned as rejects even when ``strict`` (see :func:`read_delimited`).
     """
     rejects: list[tuple[int, str, str]] = []
     rows: list[tuple[int, dict[str, Any]]] = []
-    with _open_text(path, progress) as handle:
+    with _open_text(path, progress, encoding) as handle:
         text_head = handle.read(1)
         while text_head and text_head.isspace():
             text_head = handle.read(1)
