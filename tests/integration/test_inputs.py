@@ -1120,7 +1120,7 @@ def test_exact_duplicate_lines_are_recognised(tmp_path: Path) -> None:
 def test_other_encodings_by_option(tmp_path: Path) -> None:
     path = tmp_path / "cp1252.csv"
     path.write_bytes("customer_id;order_date;amount\nJosé;2024-01-01;12,50\n".encode("cp1252"))
-    with pytest.raises(InputError, match="not utf-8 text .* pass --encoding"):
+    with pytest.raises(InputError, match=r"not utf-8 text .* pass --encoding"):
         rfmflow.score(path)
     result = rfmflow.score(path, encoding="cp1252", decimal_comma=True)
     assert rfm(result) == {"José": (1, 1, D("12.50"))}
