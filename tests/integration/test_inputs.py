@@ -925,7 +925,7 @@ def test_not_utf8(tmp_path: Path) -> None:
     path = write(
         tmp_path / "latin1.csv", "customer_id,order_date,amount\nJosé,2024-01-01,1\n", encoding="latin-1"
     )
-    with pytest.raises(InputError, match="not UTF-8"):
+    with pytest.raises(InputError, match="not utf-8 text"):
         rfmflow.score(path)
 
 
