@@ -57,6 +57,12 @@ def score(
     ``.to_polars()`` on the result for a frame.
     """
     resolved = load_scheme(scheme)
+    if (
+        delimiter is not None
+        and len(delimiter) != 1
+        and delimiter not in ("tab", "\\t", "whitespace", "space")
+    ):
+        raise InputError(f"delimiter: {delimiter!r} must be one character, 'tab' or 'whitespace'")
     if not 0 <= money_decimals <= 6:
         raise InputError("money_decimals: must be between 0 and 6")
     options = ScoreOptions(
@@ -80,10 +86,12 @@ def score(
 
 
 def _check_timezone(name: str) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
     try:
         ZoneInfo(name)
+        if name not in available_timezones() or name in ("localtime", "posixrules", "Factory"):
+            raise ValueError(name)  # not a zone DuckDB knows
     except (ZoneInfoNotFoundError, ValueError):
         raise InputError(
             f"timezone: unknown time zone {name!r} (use an IANA name such as Europe/Berlin)"

@@ -83,6 +83,9 @@ class ScoreResult:
             ]
             escaped = str(tmp).replace("'", "''")
             con.execute(f"COPY (SELECT * FROM result_rows) TO '{escaped}' ({options})")
+        except duckdb.Error as err:
+            tmp.unlink(missing_ok=True)
+            raise InputError(f"cannot write {target}: {err}") from None
         finally:
             con.close()
         tmp.replace(target)  # never leave a half-written output behind

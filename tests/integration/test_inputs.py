@@ -1124,3 +1124,43 @@ def test_other_encodings_by_option(tmp_path: Path) -> None:
         rfmflow.score(path)
     result = rfmflow.score(path, encoding="cp1252", decimal_comma=True)
     assert rfm(result) == {"José": (1, 1, D("12.50"))}
+
+
+def test_second_review_edge_cases(tmp_path: Path) -> None:
+    """Each of these once ended in a traceback or a silently wrong number."""
+    text = (
+        "customer_id,order_date,amount\n"
+        "a,9999-12-31,1\n"  # a sentinel date
+        "b,2024-01-01,10000000\n"  # ten million units: fine with 6 decimals
+        "c,2024-01-02,1\n"
+    )
+    result = rfmflow.score(write(tmp_path / "s.csv", text), money_decimals=6, rejects_path=tmp_path / "r.csv")
+    assert rfm(result) == {"b": (2, 1, D("10000000.000000")), "c": (1, 1, D("1.000000"))}
+    assert read_rejects(tmp_path / "r.csv")[1][0][:2] == [
+        "2",
+        "date '9999-12-31' is out of range (1900 to 2199)",
+    ]
+
+    compact = "customer_id,order_date,amount\na,20240101,1\nb,2024113,1\n"
+    result = rfmflow.score(write(tmp_path / "c.csv", compact), rejects_path=tmp_path / "r2.csv")
+    assert set(rfm(result)) == {"a"}
+    assert read_rejects(tmp_path / "r2.csv")[1][0][1].startswith("unparseable date '2024113'")
+
+    with pytest.raises(InputError, match="must be one character"):
+        rfmflow.score(write(tmp_path / "d.csv", compact), delimiter="||")
+    with pytest.raises(InputError, match="unknown time zone 'localtime'"):
+        rfmflow.score(write(tmp_path / "e.csv", compact), timezone="localtime")
+    with pytest.raises(InputError, match="cannot write"):
+        rfmflow.score(write(tmp_path / "f.csv", compact)).write("/proc/rfmflow-cannot-write-here.csv")
+
+
+def test_field_measures_reject_non_finite_values(tmp_path: Path) -> None:
+    scheme = tmp_path / "pts.yaml"
+    scheme.write_text(
+        "name: pts\nmetrics:\n  monetary: {events: any, measure: 'field:pts'}\n"
+        "scores: {monetary: {quantiles: 3}}\nsegments:\n  - {name: All, when: true}\n"
+    )
+    text = "customer_id,order_date,pts\na,2024-01-01,5\nb,2024-01-02,NaN\nc,2024-01-02,inf\n"
+    result = rfmflow.score(write(tmp_path / "p.csv", text), scheme=scheme, rejects_path=tmp_path / "r.csv")
+    assert [r["customer_id"] for r in result.customers.to_pylist()] == ["a"]
+    assert [r[1] for r in read_rejects(tmp_path / "r.csv")[1]] == ["field pts is not a finite number"] * 2

@@ -50,6 +50,10 @@ ROW = {
         "True",
         "recency_days is None",
         "recency_days is not None",
+        "(r_score >= 4) == (f_score >= 4)",
+        "(r_score >= 4) != False",
+        "(r_score >= 4) in (True,)",
+        "not (r_score >= 4) == (f_score >= 4)",
     ],
 )
 def test_python_evaluation_and_sql_agree(text: str) -> None:
@@ -96,6 +100,7 @@ def test_names_are_reported() -> None:
         ("r_score > 1 and f_score", "this is not a condition"),
         ("r_score == None", "compare with None using 'is None'"),
         ("segment in (1, 2)", "cannot compare text with num"),
+        ("r_score in (1, None)", "None cannot be in an 'in' list"),
     ],
 )
 def test_bad_expressions_name_the_problem(text: str, message: str) -> None:

@@ -90,6 +90,7 @@ MINIMAL = {"name": "t", "segments": [{"name": "All", "when": True}]}
         ({"segments": [{"name": "A", "when": "rfm > 5"}]}, "cannot compare text with num"),
         ({"segments": [{"name": "A", "when": "'abc'"}]}, "a rule must be a condition"),
         ({"metrics": {"monetary": {"events": []}}}, "metrics.monetary.events"),
+        ({"segments": [{"name": "A", "when": 1}]}, "segments[0].when"),
         (
             {"lifecycle": {"new_within_days": 30, "scores": {"recency": {"quantiles": 3}}}},
             "must share the score scale",

@@ -278,6 +278,8 @@ class _Validator(ast.NodeVisitor):
                     self.fail(right, "'in' needs a non-empty tuple or list of constants")
                 assert isinstance(right, ast.Tuple | ast.List)
                 for elt in right.elts:
+                    if isinstance(elt, ast.Constant) and elt.value is None:
+                        self.fail(elt, "None cannot be in an 'in' list (SQL never matches it); use 'is None'")
                     if not isinstance(elt, ast.Constant) and not (
                         isinstance(elt, ast.UnaryOp) and isinstance(elt.operand, ast.Constant)
                     ):
@@ -345,17 +347,21 @@ class _Compiler:
         if isinstance(op0, ast.In | ast.NotIn):
             values = node.comparators[0]
             assert isinstance(values, ast.Tuple | ast.List)
-            member = exp.In(this=self.visit(node.left), expressions=[self.visit(e) for e in values.elts])
-            return exp.Not(this=exp.Paren(this=member)) if isinstance(op0, ast.NotIn) else member
+            member = exp.Paren(
+                this=exp.In(this=self.visit(node.left), expressions=[self.visit(e) for e in values.elts])
+            )
+            return exp.Paren(this=exp.Not(this=member)) if isinstance(op0, ast.NotIn) else member
         if isinstance(op0, ast.Is | ast.IsNot):
-            test = exp.Is(this=self.visit(node.left), expression=exp.Null())
-            return exp.Not(this=exp.Paren(this=test)) if isinstance(op0, ast.IsNot) else test
+            test = exp.Paren(this=exp.Is(this=self.visit(node.left), expression=exp.Null()))
+            return exp.Paren(this=exp.Not(this=test)) if isinstance(op0, ast.IsNot) else test
         operands = [node.left, *node.comparators]
         parts = [
             _COMPARE_SQL[type(op)](this=self.visit(operands[i]), expression=self.visit(operands[i + 1]))
             for i, op in enumerate(node.ops)
         ]
-        return exp.Paren(this=exp.and_(*parts)) if len(parts) > 1 else parts[0]
+        # Parenthesised, so that a comparison used as an operand ((a >= 4) == (b >= 4)) keeps
+        # its meaning in every dialect.
+        return exp.Paren(this=exp.and_(*parts) if len(parts) > 1 else parts[0])
 
 
 class _Evaluator:

@@ -17,7 +17,16 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rfmflow.core.errors import SchemeError
 from rfmflow.core.expressions import Expr, parse_expression
@@ -144,7 +153,7 @@ class Composite(_Model):
 
 class SegmentSpec(_Model):
     name: Annotated[str, Field(min_length=1, max_length=64)]
-    when: str | bool
+    when: StrictStr | StrictBool
     description: str = ""
     action: str = ""
     top: bool = False
@@ -152,7 +161,7 @@ class SegmentSpec(_Model):
 
 class TagSpec(_Model):
     name: Annotated[str, Field(min_length=1, max_length=64)]
-    when: str | bool
+    when: StrictStr | StrictBool
     group: str = "RFM"
     description: str = ""
 
@@ -332,6 +341,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a plain value", key_node.start_mark
+                )
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"the key {key!r} is given twice", key_node.start_mark

@@ -27,7 +27,7 @@ from rfmflow.core.query import build_query
 from rfmflow.core.results import NO_SEGMENT, InputStats, ScoreBand, SegmentSummary, Warning
 from rfmflow.core.scheme import SCORE_COLUMN, SCORE_KEYS, Scheme, ScoreKey
 from rfmflow.result import ScoreResult
-from rfmflow.sources.normalize import MAX_AMOUNT, NormalizeOptions, normalize
+from rfmflow.sources.normalize import FIRST_DAY, LAST_DAY, NormalizeOptions, max_amount, normalize
 from rfmflow.sources.text import LINE, read_delimited, read_json
 
 EPOCH = date(1970, 1, 1)
@@ -143,9 +143,9 @@ def _open_source(
                 raise InputError(
                     f"{path}: unknown file type {suffix!r}; use .csv/.tsv/.txt, .parquet, .json or .jsonl"
                 )
-        except UnicodeDecodeError as err:
+        except UnicodeError as err:
             raise InputError(
-                f"{path}: not {options.encoding} text (byte {err.start}): pass --encoding (for example "
+                f"{path}: not {options.encoding} text ({err}): pass --encoding (for example "
                 f"cp1252 or latin-1) or save it as UTF-8"
             ) from None
         except LookupError:
@@ -448,7 +448,7 @@ def _parquet_proves_clean(
             f"FROM parquet_metadata('{path}') WHERE path_in_schema = ?)",
             [columns.amount],
         ).fetchall()[0]
-        if extremes[1] or extremes[0] is None or extremes[0] >= MAX_AMOUNT:
+        if extremes[1] or extremes[0] is None or extremes[0] >= max_amount(options.money_scale):
             return None
     span = con.execute(
         "SELECT CAST(min(CAST(stats_min_value AS TIMESTAMP)) AS DATE) - DATE '1970-01-01', "
@@ -458,6 +458,8 @@ def _parquet_proves_clean(
     ).fetchall()[0]
     if span is None or span[0] is None or span[1] is None:
         return None
+    if span[0] < FIRST_DAY or span[1] > LAST_DAY:
+        return None  # some dates are out of range: validate row by row
     return int(span[0]), int(span[1]), source.rows
 
 
@@ -476,7 +478,8 @@ def _money(scale: int | None, column: str = "monetary_minor") -> str:
         return "monetary"
     if scale == 0:
         return f"CAST({column} AS DECIMAL(18, 0))"
-    return f"CAST({column} AS DECIMAL(18, 0)) * CAST(1e-{scale} AS DECIMAL(18, {scale}))"
+    exact = f"CAST({column} AS DECIMAL(38, 0)) * CAST(1e-{scale} AS DECIMAL(18, {scale}))"
+    return f"CAST({exact} AS DECIMAL(18, {scale}))"
 
 
 def _presentation(columns: Sequence[str], scale: int | None) -> str:
@@ -493,7 +496,7 @@ def _unpresentation(scale: int | None) -> str:
     """Columns the summaries need beyond the presented rows (money back in minor units)."""
     if scale is None:
         return ""
-    return f", CAST(monetary * {10**scale} AS BIGINT) AS monetary_minor"
+    return f", CAST(CAST(monetary AS DECIMAL(38, {scale})) * {10**scale} AS BIGINT) AS monetary_minor"
 
 
 def _monetary_number(scale: int | None) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 
 import duckdb
 
@@ -145,7 +146,15 @@ def _date_day(method: str, col: str, tz: str) -> tuple[str, str]:
             f"THEN timezone({zone}, to_timestamp(CAST({col} AS DOUBLE) / {div})) END"
         )
         return f"(CAST({local} AS DATE) - {epoch})", "a Unix epoch number"
-    return f"(CAST(TRY_STRPTIME({col}, {_lit(method)}) AS DATE) - {epoch})", f"format {method}"
+    return f"({_strptime_day(col, method)} - {epoch})", f"format {method}"
+
+
+def _strptime_day(col: str, method: str) -> str:
+    """The date of ``col`` parsed with ``method``; compact %Y%m%d needs exactly 8 digits."""
+    parsed = f"CAST(TRY_STRPTIME({col}, {_lit(method)}) AS DATE)"
+    if method == "%Y%m%d":
+        return f"CASE WHEN regexp_full_match({col}, '[0-9]{{8}}') THEN {parsed} END"
+    return parsed
 
 
 def _number(col: str, type_name: str, decimal_comma: bool) -> str:
@@ -178,8 +187,15 @@ def _blank(col: str, type_name: str) -> str:
     return f"NULLIF(TRIM({col}), '') IS NULL" if _is_text(type_name) else f"{col} IS NULL"
 
 
-MAX_AMOUNT = 10**13
-"""Amounts must stay below this in absolute value (sums of cents must fit 64-bit integers)."""
+FIRST_DAY = (date(1900, 1, 1) - date(1970, 1, 1)).days
+LAST_DAY = (date(2199, 12, 31) - date(1970, 1, 1)).days
+"""Event days outside 1900..2199 are rejected (sentinels such as 9999-12-31, typos)."""
+
+
+def max_amount(scale: int) -> int:
+    """Amounts must stay below this in absolute value: 10^15 minor units a row, so that sums
+    of many rows still fit 64-bit integers (10^13 for a currency with cents)."""
+    return int(10 ** (15 - scale))
 
 
 def _minor_units(col: str, type_name: str, scale: int, decimal_comma: bool) -> tuple[str, str, str, str]:
@@ -190,20 +206,21 @@ def _minor_units(col: str, type_name: str, scale: int, decimal_comma: bool) -> t
     and non-finite amounts give NULL minor units, and their rows are rejected.
     """
     factor = 10**scale
+    limit = max_amount(scale)
     decimal = re.fullmatch(r"DECIMAL\((\d+),\s*(\d+)\)", type_name)
     missing = f"{col} IS NULL"
     if decimal and int(decimal.group(1)) <= 18 and int(decimal.group(2)) <= scale:
-        too_big = f"abs({col}) >= {MAX_AMOUNT}"
+        too_big = f"({col} <= -{limit} OR {col} >= {limit})"
         return f"CASE WHEN NOT {too_big} THEN CAST({col} * {factor} AS BIGINT) END", missing, "FALSE", too_big
     if type_name in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"):
-        too_big = f"abs(CAST({col} AS BIGINT)) >= {MAX_AMOUNT}"
+        too_big = f"({col} <= -{limit} OR {col} >= {limit})"
         return f"CASE WHEN NOT {too_big} THEN CAST({col} AS BIGINT) * {factor} END", missing, "FALSE", too_big
     if type_name in ("DOUBLE", "FLOAT", "REAL"):
-        too_big = f"(NOT isfinite({col}) OR abs({col}) >= {MAX_AMOUNT})"
+        too_big = f"(NOT isfinite({col}) OR abs({col}) >= {limit})"
         minor = f"CASE WHEN NOT {too_big} THEN CAST(ROUND({col} * {factor}) AS BIGINT) END"
         return minor, missing, "FALSE", too_big
     number = _number(col, type_name, decimal_comma)
-    too_big = f"abs({number}) >= {MAX_AMOUNT}"
+    too_big = f"abs({number}) >= {limit}"
     minor = f"CASE WHEN NOT {too_big} THEN CAST(ROUND({number} * {factor}) AS BIGINT) END"
     return minor, _blank(col, type_name), f"(NOT {_blank(col, type_name)} AND {number} IS NULL)", too_big
 
@@ -246,7 +263,7 @@ def normalize(
         # Whole numbers are read as yyyymmdd unless a format is given.
         method = options.date_format or "%Y%m%d"
         expected = f"format {method}"
-        day = f"(CAST(TRY_STRPTIME(CAST({dcol} AS VARCHAR), {_lit(method)}) AS DATE) - DATE '1970-01-01')"
+        day = f"({_strptime_day(f'CAST({dcol} AS VARCHAR)', method)} - DATE '1970-01-01')"
     else:
         raise InputError(f"column {columns.date!r} has type {dtype}, which is not a date")
 
@@ -272,7 +289,10 @@ def normalize(
         minor = f"CAST(ROUND({price} * {quantity} * {10**scale}) AS BIGINT)"
         amount_missing = f"({_blank(pcol, types[columns.price])} OR {_blank(qcol, types[columns.quantity])})"
         amount_bad = f"({price} IS NULL OR {quantity} IS NULL)"
-        amount_range = f"abs({price} * {quantity}) >= {MAX_AMOUNT}"
+        amount_range = (
+            f"(abs(CAST({price} AS DOUBLE) * CAST({quantity} AS DOUBLE)) >= {max_amount(scale)} "
+            f"OR abs({price}) >= 1e15 OR abs({quantity}) >= 1e15)"
+        )
         minor = f"CASE WHEN NOT {amount_range} THEN {minor} END"
     else:
         minor, amount_missing, amount_bad, amount_range = "CAST(NULL AS BIGINT)", "FALSE", "FALSE", "FALSE"
@@ -329,8 +349,16 @@ def normalize(
         f"{COMMA_HINT} "
         f"WHEN _type IN ({money_types}) AND _amount_range "
         "THEN 'amount ''' || TRIM(CAST(_src_amount AS VARCHAR)) || ''' is not a finite number below "
-        f"{MAX_AMOUNT:.0e}' "
-        "WHEN _currency_reason IS NOT NULL THEN _currency_reason "
+        f"{max_amount(scale):.0e}' "
+        f"WHEN _day < {FIRST_DAY} OR _day > {LAST_DAY} THEN 'date ''' || TRIM(CAST(_src_date AS VARCHAR)) || "
+        "''' is out of range (1900 to 2199)' "
+        + "".join(
+            f"WHEN {_q(f)} IS NOT NULL AND NOT isfinite({_q(f)}) "
+            f"THEN {_lit(f'field {f} is not a finite number')} "
+            for f in options.fields
+            if f in types
+        )
+        + "WHEN _currency_reason IS NOT NULL THEN _currency_reason "
         "END"
     )
     # The inner select computes what every row needs; source values pass through untouched

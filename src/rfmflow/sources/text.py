@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from rfmflow.core.errors import InputError
 
-LINE = "_line"
+LINE = "__rfmflow_line"
 CHUNK = 100_000
 ProgressFn = Callable[[int], None]
 """Called with the number of bytes consumed so far."""
@@ -150,7 +150,7 @@ def read_delimited(
         sample = probe.read(65536)
     if not sample.strip():
         raise InputError(f"{path}: the file is empty")
-    first_line = sample.lstrip("\ufeff").splitlines()[0].strip() if sample.strip() else ""
+    first_line = sample.lstrip("\ufeff").splitlines()[0].rstrip("\r\n ") if sample.strip() else ""
     excel_sep = re.fullmatch(r"sep=(.)", first_line)  # Excel's "sep=;" line names the delimiter
     if excel_sep:
         sample = sample.split("\n", 1)[1] if "\n" in sample else ""
