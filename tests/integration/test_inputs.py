@@ -1164,3 +1164,16 @@ def test_field_measures_reject_non_finite_values(tmp_path: Path) -> None:
     result = rfmflow.score(write(tmp_path / "p.csv", text), scheme=scheme, rejects_path=tmp_path / "r.csv")
     assert [r["customer_id"] for r in result.customers.to_pylist()] == ["a"]
     assert [r[1] for r in read_rejects(tmp_path / "r.csv")[1]] == ["field pts is not a finite number"] * 2
+
+
+def test_named_zones_are_converted_like_offsets(tmp_path: Path) -> None:
+    text = (
+        "customer_id,order_date,amount\n"
+        "a,2024-01-01 23:30:00 UTC,10\n"
+        "b,2024-01-01 23:30:00+00:00,10\n"
+        "c,2024-01-01 23:30:00 America/New_York,10\n"
+        "d,2024-01-01 23:30:00,10\n"
+    )
+    result = rfmflow.score(write(tmp_path / "z.csv", text), timezone="Asia/Tokyo", as_of="2024-01-10")
+    # a, b, c are instants (all on 2 January in Tokyo); d has no zone and is taken as local
+    assert {c: v[0] for c, v in rfm(result).items()} == {"a": 8, "b": 8, "c": 8, "d": 9}

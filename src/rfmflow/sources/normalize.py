@@ -64,8 +64,9 @@ def _is_text(type_name: str) -> bool:
     return type_name in ("VARCHAR", "TEXT", "STRING") or type_name.startswith("VARCHAR")
 
 
-OFFSET = r"\d\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|[+-]\d\d(:?\d\d)?)"
-"""A time of day followed by a zone offset: such values are converted to the business zone."""
+OFFSET = r"\d\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|[+-]\d\d(:?\d\d)?|[A-Z]{3,5}|[A-Za-z]+/[A-Za-z_]+(/[A-Za-z_]+)?)"
+"""A time of day followed by a zone (offset, Z, UTC/EST-style name or Area/City): such values are
+converted to the business zone; values without one are taken as already local."""
 
 
 def _detect_date(
