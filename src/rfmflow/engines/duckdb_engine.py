@@ -1,9 +1,10 @@
 """Scoring files and frames in process with DuckDB.
 
 The pipeline: open the source as a raw relation (Parquet is scanned in place; text and JSON
-are read to Arrow with line numbers), map its columns, normalise and validate every row,
-write the rejects, fix the as-of day, run the one RFM query (:mod:`rfmflow.core.query`), and
-summarise. The events never pass through Python objects on the Parquet path.
+are read to Arrow with line numbers), map its columns, normalise and validate every row
+(skipped for Parquet whose statistics prove every row valid), fix the as-of day, run the one
+RFM query (:mod:`rfmflow.core.query`), write the rejects, and summarise. The events never
+pass through Python objects on the Parquet path.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class _Source:
     rows: int
     text_rejects: list[tuple[int, str, str]]
     parquet: str | None = None  # the path, for Parquet sources (their statistics are used)
+    text: bool = False  # read from a text file: values are trimmed
 
 
 def _open_source(
@@ -153,7 +155,9 @@ def _open_source(
         finally:
             progress.stop()
         con.register("raw", read.table)
-        return _Source(str(path), "raw", "line", read.table.num_rows + len(read.rejects), read.rejects)
+        return _Source(
+            str(path), "raw", "line", read.table.num_rows + len(read.rejects), read.rejects, text=True
+        )
     table = _frame_to_arrow(data)
     table = table.append_column(LINE, pa.array(range(1, table.num_rows + 1), type=pa.int64()))
     con.register("raw", table)
@@ -264,7 +268,7 @@ def _score(
                 money_scale=options.money_scale,
                 currency=options.currency,
                 fields=tuple(scheme.fields_used),
-                trim=source.parquet is None and source.name != "(data frame)",
+                trim=source.text,
             ),
             line_column=LINE,
         )
