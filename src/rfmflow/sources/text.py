@@ -141,7 +141,7 @@ def read_delimited(
     strict: bool = False,
     encoding: str = "utf-8",
 ) -> TextRead:
-    """Read a delimited text file; every column is text, plus the ``_line`` column.
+    """Read a delimited text file; every column is text, plus the line-number column ``LINE``.
 
     Rows with the wrong number of fields are returned as rejects even when ``strict``: an
     earlier row may still fail a value check, and strict mode must name the first bad line.
