@@ -67,7 +67,7 @@ def score(
         raise InputError("money_decimals: must be between 0 and 6")
     options = ScoreOptions(
         as_of=_as_date(as_of),
-        timezone=_check_timezone(timezone),
+        timezone=check_timezone(timezone),
         event_types=tuple(event_types) if event_types else None,
         columns=dict(columns or {}),
         delimiter=delimiter,
@@ -85,7 +85,8 @@ def score(
     return score_with_duckdb(data, resolved, options, progress=progress)
 
 
-def _check_timezone(name: str) -> str:
+def check_timezone(name: str) -> str:
+    """Return ``name`` if it is an IANA time zone DuckDB knows; else raise :class:`InputError`."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
     try:

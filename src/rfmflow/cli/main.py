@@ -183,16 +183,12 @@ def _run_score(file: str, opts: dict[str, Any], err: Console) -> Any:
 
 
 def _check_timezone_option(name: str) -> None:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+    from rfmflow.api import check_timezone
 
     try:
-        ZoneInfo(name)
-        if name not in available_timezones() or name in ("localtime", "posixrules", "Factory"):
-            raise ValueError(name)  # not a zone DuckDB knows
-    except (ZoneInfoNotFoundError, ValueError):
-        raise click.BadParameter(
-            f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin)", param_hint="--tz"
-        ) from None
+        check_timezone(name)
+    except RfmflowError as err:
+        raise click.BadParameter(str(err).removeprefix("timezone: "), param_hint="--tz") from None
 
 
 def _check_output_option(path: str | None) -> None:

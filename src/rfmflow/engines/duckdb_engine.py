@@ -431,40 +431,32 @@ def _parquet_proves_clean(
     used = [c for c in (columns.customer, columns.date, columns.amount) if c]
     path = source.parquet.replace("'", "''")
     listed = ", ".join("'" + c.replace("'", "''") + "'" for c in used)
+    # One read of the file's metadata: per column, over all row groups.
     rows = con.execute(
-        "SELECT path_in_schema, bool_or(stats_null_count IS NULL OR stats_null_count > 0), "
-        "min(stats_min_value), bool_or(stats_min_value IS NULL) "
-        f"FROM parquet_metadata('{path}') WHERE path_in_schema IN ({listed}) GROUP BY path_in_schema"
+        "SELECT path_in_schema, "
+        "bool_or(stats_null_count IS NULL OR stats_null_count > 0 OR stats_min_value IS NULL), "
+        "min(stats_min_value), "
+        "max(greatest(abs(lo), abs(hi))), bool_or(lo IS NULL OR hi IS NULL), "
+        "CAST(min(TRY_CAST(stats_min_value AS TIMESTAMP)) AS DATE) - DATE '1970-01-01', "
+        "CAST(max(TRY_CAST(stats_max_value AS TIMESTAMP)) AS DATE) - DATE '1970-01-01' "
+        "FROM (SELECT *, TRY_CAST(stats_min_value AS DOUBLE) AS lo, "
+        "TRY_CAST(stats_max_value AS DOUBLE) AS hi "
+        f"FROM parquet_metadata('{path}') WHERE path_in_schema IN ({listed})) GROUP BY path_in_schema"
     ).fetchall()
     facts = {r[0]: r[1:] for r in rows}
-    if set(facts) != set(used):
+    if set(facts) != set(used) or any(facts[c][0] for c in used):
+        return None  # a column may hold NULLs, or has no statistics
+    customer_min = facts[columns.customer][1]
+    if types[columns.customer].startswith("VARCHAR") and customer_min == "":
         return None
-    for column in used:
-        maybe_null, min_value, unknown = facts[column]
-        if maybe_null or unknown:
-            return None
-        if column == columns.customer and types[column].startswith("VARCHAR") and min_value == "":
-            return None
     if columns.amount:
-        extremes = con.execute(
-            "SELECT max(greatest(abs(lo), abs(hi))), bool_or(lo IS NULL OR hi IS NULL) FROM ("
-            "SELECT TRY_CAST(stats_min_value AS DOUBLE) AS lo, TRY_CAST(stats_max_value AS DOUBLE) AS hi "
-            f"FROM parquet_metadata('{path}') WHERE path_in_schema = ?)",
-            [columns.amount],
-        ).fetchall()[0]
-        if extremes[1] or extremes[0] is None or extremes[0] >= max_amount(options.money_scale):
+        _, _, extreme, not_numeric, _, _ = facts[columns.amount]
+        if not_numeric or extreme is None or extreme >= max_amount(options.money_scale):
             return None
-    span = con.execute(
-        "SELECT CAST(min(CAST(stats_min_value AS TIMESTAMP)) AS DATE) - DATE '1970-01-01', "
-        "CAST(max(CAST(stats_max_value AS TIMESTAMP)) AS DATE) - DATE '1970-01-01' "
-        f"FROM parquet_metadata('{path}') WHERE path_in_schema = ?",
-        [columns.date],
-    ).fetchall()[0]
-    if span is None or span[0] is None or span[1] is None:
-        return None
-    if span[0] < FIRST_DAY or span[1] > LAST_DAY:
-        return None  # some dates are out of range: validate row by row
-    return int(span[0]), int(span[1]), source.rows
+    first, last = facts[columns.date][4], facts[columns.date][5]
+    if first is None or last is None or first < FIRST_DAY or last > LAST_DAY:
+        return None  # no usable date statistics, or dates out of range: validate row by row
+    return int(first), int(last), source.rows
 
 
 def _duplicate_rows(con: duckdb.DuckDBPyConnection, source: _Source, names: Sequence[str]) -> int:
@@ -511,13 +503,12 @@ def _summaries(con: duckdb.DuckDBPyConnection, scale: int | None) -> list[Segmen
     revenue = "monetary" if scale is None else "monetary_minor"
     rows = con.execute(
         f"SELECT COALESCE(segment, '{NO_SEGMENT}') AS seg, count(*), avg(recency_days), avg(frequency), "
-        f"avg({_monetary_number(scale)}), sum({revenue}), min(seg_order) "
-        f"FROM (SELECT *, 0 AS seg_order FROM scored) GROUP BY seg"
+        f"avg({_monetary_number(scale)}), sum({revenue}) FROM scored GROUP BY seg"
     ).fetchall()
     total = sum(r[1] for r in rows) or 1
     positive = sum((max(Decimal(str(r[5] or 0)), Decimal(0)) for r in rows), Decimal(0))
     out = []
-    for seg, n, rec, freq, mon, rev, _ in rows:
+    for seg, n, rec, freq, mon, rev in rows:
         amount = Decimal(str(rev or 0))
         if scale is not None:
             amount = amount.scaleb(-scale)

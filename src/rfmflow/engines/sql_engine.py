@@ -28,13 +28,6 @@ EVENTS_DDL = {
 }
 
 
-class Cursor(Protocol):
-    description: Any
-
-    def execute(self, sql: str, params: Any = ...) -> Any: ...
-    def fetchall(self) -> list[Any]: ...
-
-
 class Connection(Protocol):
     def cursor(self) -> Any: ...
 
