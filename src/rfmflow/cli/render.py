@@ -93,8 +93,9 @@ def thresholds_table(result: ScoreResult) -> Table:
             band = next((b for b in bands if b.score == score), None)
             if band is None:
                 cells.append("")
-            elif band.customers == 0 and band.low is None and band.high is None:
-                cells.append("(none)")
+            elif band.low is None and band.high is None:
+                # no customer, or only customers without a value (no qualifying event)
+                cells.append(f"(no value)  ({band.customers:,})" if band.customers else "(none)")
             elif band.low is None:
                 cells.append(f"<= {_bound(band.high)}  ({band.customers:,})")
             elif band.high is None:
