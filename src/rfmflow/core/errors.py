@@ -8,7 +8,9 @@ with status 1 (or 2 for usage errors) instead of showing a traceback::
     │   └── ExpressionError  a rule expression cannot be parsed or names an unknown column
     ├── InputError           an event file or frame cannot be used (no columns found, empty, ...)
     │   └── RejectedRowError a row is malformed and ``strict`` was asked for (line and reason)
-    └── EngineError          the computation failed in an engine (SQL error, missing driver)
+    ├── EngineError          the computation failed in an engine (SQL error, missing driver)
+    └── ModelError           a predictive model cannot be fitted or used (inputs, convergence)
+        └── ModelFitError    the likelihood maximisation did not converge (with advice)
 """
 
 from __future__ import annotations
@@ -43,3 +45,11 @@ class RejectedRowError(InputError):
 
 class EngineError(RfmflowError):
     """The computation failed inside an engine."""
+
+
+class ModelError(RfmflowError):
+    """A predictive model cannot be fitted or applied: bad inputs, too few customers, units."""
+
+
+class ModelFitError(ModelError):
+    """The maximum-likelihood fit did not converge; the message says what to try."""

@@ -1,0 +1,1 @@
+"""K-Means clusters of customers on log-scaled, standardised R/F/M (and predictions)."""
