@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from rfmflow.core.coverage import Coverage
+from rfmflow.core.prediction_results import Comparison, FittedModel, Holdout, PredictionReport
 from rfmflow.core.scheme import SCORE_COLUMN, Scheme
 from rfmflow.engines.duckdb_engine import Progress as ProgressPort
 from rfmflow.result import ScoreResult
@@ -147,3 +151,135 @@ def print_scheme_check(scheme: Scheme, coverage: Coverage, out: Console) -> None
             str(i), seg.name, str(seg.when), f"{sure}" + (f" (+{maybe} depending on data)" if maybe else "")
         )
     out.print(table)
+
+
+def _number(value: float) -> str:
+    if value != value:  # NaN
+        return "-"
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        return f"{value:,.1f}"
+    if magnitude >= 1:
+        return f"{value:.4g}" if magnitude < 100 else f"{value:.2f}"
+    return f"{value:.4f}"
+
+
+def model_table(model: FittedModel) -> Table:
+    unit = f", time unit: {model.time_unit}" if model.time_unit else ""
+    table = Table(
+        title=f"{model.name}: {model.customers:,} customers, log-likelihood {model.log_likelihood:,.2f}, "
+        f"BIC {model.bic:,.1f}{unit}",
+        title_justify="left",
+    )
+    table.add_column("parameter")
+    table.add_column("estimate", justify="right")
+    table.add_column("std. error", justify="right")
+    for name, value in model.params.items():
+        table.add_row(name, _number(value), _number(model.standard_errors.get(name, float("nan"))))
+    return table
+
+
+def holdout_table(holdout: Holdout, unit: str) -> Table:
+    table = Table(
+        title=f"Holdout {holdout.calibration_end + timedelta(days=1)} to {holdout.as_of} "
+        f"({holdout.duration:g} {unit}): {holdout.actual_total:,} purchases, predicted "
+        f"{holdout.predicted_total:,.1f}; per customer MAE {holdout.mae:.3f}, RMSE {holdout.rmse:.3f}",
+        title_justify="left",
+    )
+    for col in ("purchases in calibration (x)", "customers", "actual mean", "predicted mean"):
+        table.add_column(col, justify="right")
+    for row in holdout.by_frequency:
+        table.add_row(row.frequency, f"{row.customers:,}", f"{row.actual:.3f}", f"{row.predicted:.3f}")
+    return table
+
+
+def comparison_table(rows: list[Comparison]) -> Table:
+    table = Table(title="Model comparison (lower BIC and holdout error are better)", title_justify="left")
+    for col in ("model", "log-likelihood", "parameters", "BIC", "holdout MAE", "holdout RMSE"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    valid = [r for r in rows if r.error is None]
+    best_bic = min((r.bic for r in valid), default=None)
+    for r in rows:
+        if r.error is not None:
+            table.add_row(r.name, f"not fitted: {escape(r.error)}", "", "", "", "")
+            continue
+        mark = " *" if r.bic == best_bic else ""
+        table.add_row(
+            r.name + mark,
+            f"{r.log_likelihood:,.2f}",
+            str(r.parameters),
+            f"{r.bic:,.1f}",
+            "-" if r.holdout_mae is None else f"{r.holdout_mae:.4f}",
+            "-" if r.holdout_rmse is None else f"{r.holdout_rmse:.4f}",
+        )
+    return table
+
+
+def print_prediction(
+    report: PredictionReport,
+    out: Console,
+    err: Console,
+    *,
+    customers: Any = None,
+    currency: str | None = None,
+) -> None:
+    source = f" (loaded from {report.loaded_from})" if report.loaded_from else ""
+    err.print(
+        f"{report.customers_predicted:,} customers predicted; time unit {report.time_unit}; "
+        f"horizon {report.horizon_days} days; CLV over {report.clv_horizon_days} days at "
+        f"{report.discount_rate:.0%} a year{source}"
+    )
+    if report.customers_without_transactions:
+        err.print(
+            f"{report.customers_without_transactions:,} customers have no transaction and get no prediction"
+        )
+    out.print(model_table(report.purchase_model))
+    if report.spend_model is not None:
+        out.print(model_table(report.spend_model))
+    risk = Table(
+        title=f"Churn risk (high: p_alive < {report.churn_thresholds[0]:g}, medium: < "
+        f"{report.churn_thresholds[1]:g})",
+        title_justify="left",
+    )
+    for level in ("high", "medium", "low"):
+        risk.add_column(level, justify="right")
+    total = max(report.customers_predicted, 1)
+    risk.add_row(
+        *(
+            f"{report.churn_counts[k]:,} ({report.churn_counts[k] / total:.1%})"
+            for k in ("high", "medium", "low")
+        )
+    )
+    out.print(risk)
+    if report.holdout is not None:
+        out.print(holdout_table(report.holdout, report.time_unit))
+    if report.comparison:
+        out.print(comparison_table(report.comparison))
+    if customers is not None and customers.num_rows and "clv" in customers.column_names:
+        top = customers.sort_by([("clv", "descending")]).slice(0, 10).to_pylist()
+        table = Table(
+            title="Top 10 customers by CLV" + (f" ({currency})" if currency else ""), title_justify="left"
+        )
+        for col in (
+            "customer_id",
+            "x",
+            "p_alive",
+            "expected_purchases",
+            "expected_spend",
+            "clv",
+            "churn_risk",
+        ):
+            table.add_column(col, justify="left" if col in ("customer_id", "churn_risk") else "right")
+        for row in top:
+            table.add_row(
+                escape(str(row["customer_id"])),
+                str(row["x"]),
+                f"{row['p_alive']:.3f}",
+                f"{row['expected_purchases']:.3f}",
+                "-" if row["expected_spend"] is None else f"{row['expected_spend']:,.2f}",
+                "-" if row["clv"] is None else f"{row['clv']:,.2f}",
+                str(row["churn_risk"]),
+            )
+        out.print(table)
+    for note in report.notes:
+        err.print(f"[cyan]note:[/] {escape(note)}", highlight=False)

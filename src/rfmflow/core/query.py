@@ -43,7 +43,9 @@ from typing import cast
 import sqlglot
 from sqlglot import exp
 
+from rfmflow.core.errors import SchemeError
 from rfmflow.core.expressions import Expr, NameResolver
+from rfmflow.core.prediction_results import PREDICTION_OUTPUT
 from rfmflow.core.scheme import PCT_COLUMN, SCORE_COLUMN, SCORE_KEYS, Scheme, ScoreKey, ScoreSpec
 from rfmflow.core.sql_text import quote_ident as _q
 from rfmflow.core.sql_text import quote_literal as _lit
@@ -250,14 +252,24 @@ def build_query(
     money_scale: int = 2,
     has_order_id: bool = False,
     order_by_customer: bool = False,
+    predictions: str | None = None,
 ) -> QueryPlan:
     """Compile ``scheme`` at ``as_of_day`` into one SELECT in ``dialect``.
 
     ``events`` is the relation (a table name or a parenthesised subquery) holding the
-    columns described in this module's docstring.
+    columns described in this module's docstring. ``predictions``, when given, is a relation
+    with ``customer_id`` and the columns of
+    :data:`~rfmflow.core.prediction_results.PREDICTION_OUTPUT`: they are joined to every
+    customer (NULL for customers without a prediction), output after ``tenure_days`` and
+    readable by the scheme's rules.
     """
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}; known: {', '.join(DIALECTS)}")
+    if predictions is None and scheme.uses_predictions:
+        raise SchemeError(
+            f"scheme {scheme.name!r} reads model predictions (p_alive, clv, churn_risk, ...): score it with "
+            "predictions (rfmflow score --predict)"
+        )
     b = _Builder(scheme, money_scale=money_scale, has_order_id=has_order_id)
     cached: dict[str, str] = {}
     resolve = _resolver(b, scheme.columns, cached)
@@ -275,12 +287,14 @@ def build_query(
 
     lifecycle = scheme.lifecycle
     metric_cols = [
-        "customer_id",
+        "agg.customer_id AS customer_id",
         "{as_of} - last_day AS recency_days",
         "frequency",
         "monetary_minor" if b.is_money else "monetary",
         "{as_of} - first_day AS tenure_days",
     ]
+    if predictions is not None:
+        metric_cols += [f"pred.{_q(c)}" for c in PREDICTION_OUTPUT]
     metric_cols += [f"{m}_decayed" for m in scheme.decayed]
     if lifecycle is not None:
         metric_cols.append(
@@ -330,6 +344,8 @@ def build_query(
 
     out_cols = ["customer_id", "recency_days", "frequency", "monetary_minor" if b.is_money else "monetary",
                 "r_score", "f_score", "m_score", "rfm", "segment", "tenure_days"]  # fmt: skip
+    if predictions is not None:
+        out_cols += PREDICTION_OUTPUT
     for col in scheme.extra_columns:
         if col == "tags":
             continue
@@ -345,7 +361,11 @@ def build_query(
     select_out = ", ".join(_q(c) for c in out_cols if c != "tags") + (", tags" if scheme.tags else "")
     sql = (
         "WITH agg AS (" + b.aggregate() + "), "
-        "metrics AS (SELECT " + ", ".join(metric_cols) + " FROM agg), "
+        "metrics AS (SELECT "
+        + ", ".join(metric_cols)
+        + " FROM agg"
+        + (f" LEFT JOIN {predictions} AS pred ON pred.customer_id = agg.customer_id" if predictions else "")
+        + "), "
         "ranked AS (SELECT *" + ("".join(", " + w for w in windows)) + " FROM metrics), "
         "scored AS (SELECT " + ", ".join(score_cols) + " FROM ranked), "
         "combined AS (SELECT " + ", ".join(combined_cols) + " FROM scored), "

@@ -51,7 +51,18 @@ BASE_COLUMNS: dict[str, str] = {
     "m_pct": "share of customers with a lower monetary value (m_pct >= 0.8 is the top 20%)",
     "rfm": "the scores as text, for example '545'",
 }
-RESERVED = {*BASE_COLUMNS, "customer_id", "segment", "tags", "rfm_composite",
+#: Names of the model predictions, readable by rules when predictions are made.
+PREDICTION_COLUMNS: dict[str, str] = {
+    "p_alive": "probability that the customer is still active (buy-till-you-die model), 0..1",
+    "expected_purchases": "expected number of purchases over the prediction horizon",
+    "expected_spend": "expected value of one future purchase (Gamma-Gamma), in currency units",
+    "clv": "expected discounted value of the customer's purchases over the CLV horizon",
+    "churn_risk": "'low', 'medium' or 'high' from p_alive and the scheme's churn thresholds",
+    "days_to_next_purchase": "expected days until the next purchase if the customer is active",
+}
+PREDICTION_KINDS = {"churn_risk": "text"}
+RESERVED = {*BASE_COLUMNS, *PREDICTION_COLUMNS, "expected_next_purchase",
+            "customer_id", "segment", "tags", "rfm_composite",
             "frequency_decayed", "monetary_decayed", "monetary_minor",
             # names the query uses internally
             "last_day", "first_day", "n_all", "n_cohort", "day", "event_type", "amount_minor",
@@ -166,6 +177,34 @@ class TagSpec(_Model):
     description: str = ""
 
 
+class ChurnRisk(_Model):
+    """``p_alive`` below ``high_below`` is high risk; below ``medium_below`` medium; else low."""
+
+    high_below: Annotated[float, Field(gt=0, lt=1)] = 0.3
+    medium_below: Annotated[float, Field(gt=0, lt=1)] = 0.7
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ChurnRisk:
+        if self.high_below >= self.medium_below:
+            raise ValueError(
+                f"high_below ({self.high_below}) must be below medium_below ({self.medium_below})"
+            )
+        return self
+
+
+class Predictions(_Model):
+    """How predictions are made when a scheme's rules read them or when asked for."""
+
+    model: Literal["bgnbd", "pareto-nbd", "mbgnbd"] = "bgnbd"
+    time_unit: Literal["days", "weeks"] = "weeks"
+    horizon_days: Annotated[int, Field(gt=0, le=3650)] = 90
+    clv_horizon_days: Annotated[int, Field(gt=0, le=3650)] = 365
+    discount_rate: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    """Annual discount rate of the CLV (0.1 = 10% a year)."""
+    penalizer: Annotated[float, Field(ge=0)] = 0.0
+    churn_risk: ChurnRisk = ChurnRisk()
+
+
 class Health(_Model):
     top_segment_max_share: Annotated[float, Field(gt=0, le=1)] = 0.2
     min_history_days: Annotated[int, Field(ge=0)] = 30
@@ -183,6 +222,7 @@ class SchemeModel(_Model):
     segments: Annotated[list[SegmentSpec], Field(min_length=1)]
     tags: list[TagSpec] = []
     health: Health = Health()
+    predictions: Predictions = Predictions()
 
 
 @dataclass(frozen=True)
@@ -212,6 +252,7 @@ class Scheme:
     segments: tuple[Rule, ...]
     tags: tuple[Rule, ...]
     health: Health
+    predictions: Predictions = field(default_factory=Predictions)
     source: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -257,6 +298,12 @@ class Scheme:
     @property
     def top_segments(self) -> list[str]:
         return [s.name for s in self.segments if s.top]
+
+    @property
+    def uses_predictions(self) -> bool:
+        """Whether a rule or column reads a model prediction (so scoring must fit the models)."""
+        rules = [*self.columns.values(), *(s.when for s in self.segments), *(t.when for t in self.tags)]
+        return any(rule.names & PREDICTION_COLUMNS.keys() for rule in rules)
 
     @property
     def fields_used(self) -> list[str]:
@@ -378,10 +425,10 @@ def _compile(model: SchemeModel, raw: dict[str, Any]) -> Scheme:
                     f"{prefix}lifecycle.scores.{key}: has {override.bins} bins but scores.{key} has "
                     f"{bins[key]}; new and established customers must share the score scale"
                 )
-    names = set(BASE_COLUMNS)
+    names = set(BASE_COLUMNS) | set(PREDICTION_COLUMNS)
     if model.lifecycle is None:
         names.discard("lifecycle")
-    kinds = {"rfm": "text", "lifecycle": "text", "segment": "text"}
+    kinds = {"rfm": "text", "lifecycle": "text", "segment": "text", **PREDICTION_KINDS}
     if model.metrics.frequency.half_life_days:
         names.add("frequency_decayed")
     if model.metrics.monetary.half_life_days:
@@ -437,5 +484,6 @@ def _compile(model: SchemeModel, raw: dict[str, Any]) -> Scheme:
         segments=tuple(segments),
         tags=tuple(tags),
         health=model.health,
+        predictions=model.predictions,
         source=raw,
     )

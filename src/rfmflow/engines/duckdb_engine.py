@@ -24,10 +24,12 @@ import pyarrow as pa
 from rfmflow.core.columns import ColumnMap, detect_columns
 from rfmflow.core.errors import EngineError, InputError, RejectedRowError
 from rfmflow.core.health import health_warnings
+from rfmflow.core.model_inputs import build_model_inputs_query
+from rfmflow.core.prediction_results import PredictionReport, PredictOptions
 from rfmflow.core.query import build_query
 from rfmflow.core.results import NO_SEGMENT, InputStats, ScoreBand, SegmentSummary, Warning
 from rfmflow.core.scheme import SCORE_COLUMN, SCORE_KEYS, Scheme, ScoreKey
-from rfmflow.result import ScoreResult
+from rfmflow.result import PredictResult, ScoreResult
 from rfmflow.sources.normalize import FIRST_DAY, LAST_DAY, NormalizeOptions, max_amount, normalize
 from rfmflow.sources.text import LINE, read_delimited, read_json
 
@@ -227,23 +229,46 @@ def score_with_duckdb(
     *,
     progress: Progress | None = None,
     connect: Callable[[], duckdb.DuckDBPyConnection] = duckdb.connect,
+    predict: PredictOptions | None = None,
 ) -> ScoreResult:
-    """Score ``data`` (a path, a pandas/Polars frame or an Arrow table) with ``scheme``."""
+    """Score ``data`` (a path, a pandas/Polars frame or an Arrow table) with ``scheme``.
+
+    With ``predict`` (or when the scheme's rules read predictions) the models are fitted
+    first and their predictions are output beside the scores and readable by the rules.
+    """
     progress = progress or Progress()
     con = connect()
     try:
         # Results must not depend on the machine's time zone: zones are handled explicitly.
         con.execute("SET TimeZone = 'UTC'")
-        return _score(con, data, scheme, options, progress)
+        return _score(con, data, scheme, options, progress, predict)
     except duckdb.Error as err:
         raise EngineError(f"DuckDB failed: {err}") from None
     finally:
         con.close()
 
 
-def _score(
+@dataclass
+class _Prepared:
+    """A validated ``valid`` view over the input and the facts found on the way."""
+
+    source: _Source
+    names: list[str]
+    columns: ColumnMap
+    notes: list[str]
+    currency: str | None
+    rejects: list[tuple[int, str, str]]
+    types_present: set[str]
+    first_day: int | None
+    last_day: int
+    as_of_day: int
+    as_of_is_default: bool
+    write_rejects: Callable[[], str | None]
+
+
+def _prepare(
     con: duckdb.DuckDBPyConnection, data: Any, scheme: Scheme, options: ScoreOptions, progress: Progress
-) -> ScoreResult:
+) -> _Prepared:
     source = _open_source(con, data, options, progress)
     names = [
         r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source.relation}").fetchall() if r[0] != LINE
@@ -342,15 +367,55 @@ def _score(
             )
     if first_day is not None and int(first_day) > as_of_day:
         raise InputError(f"{source.name}: every event is after the as-of date {_date(as_of_day)}")
+    notes = list(norm.notes)
+    if options.event_types:
+        notes.append(f"only events of type {', '.join(options.event_types)} were used")
+    return _Prepared(
+        source=source,
+        names=names,
+        columns=columns,
+        notes=notes,
+        currency=norm.currency,
+        rejects=rejects,
+        types_present=types_present,
+        first_day=None if first_day is None else int(first_day),
+        last_day=int(last_day),
+        as_of_day=as_of_day,
+        as_of_is_default=as_of_is_default,
+        write_rejects=write_rejects,
+    )
 
+
+def _score(
+    con: duckdb.DuckDBPyConnection,
+    data: Any,
+    scheme: Scheme,
+    options: ScoreOptions,
+    progress: Progress,
+    predict: PredictOptions | None,
+) -> ScoreResult:
+    p = _prepare(con, data, scheme, options, progress)
+    source, as_of_day, first_day, last_day, rejects = (
+        p.source,
+        p.as_of_day,
+        p.first_day,
+        p.last_day,
+        p.rejects,
+    )
+    report = None
+    if predict is None and scheme.uses_predictions:
+        predict = PredictOptions(settings=scheme.predictions)
+    if predict is not None:
+        report = _predict(con, p, scheme, options, predict, progress)
     plan = build_query(
         scheme,
         as_of_day=as_of_day,
         events="valid",
         dialect="duckdb",
         money_scale=options.money_scale,
-        has_order_id=columns.order is not None,
+        has_order_id=p.columns.order is not None,
         order_by_customer=options.sort,
+        predictions="predictions" if report is not None else None,
     )
     present = _presentation(plan.columns, plan.money_scale)
     customers = _run_with_progress(con, f"SELECT {present} FROM ({plan.sql}) AS result", progress, "Scoring")
@@ -359,8 +424,8 @@ def _score(
     con.execute(f"CREATE TEMP VIEW scored AS SELECT * {_unpresentation(plan.money_scale)} FROM scored_rows")
 
     # The scores exist: only now is the rejects file written (a failed run writes nothing).
-    rejects_path = write_rejects()
-    duplicates = _duplicate_rows(con, source, names) if source.parquet is None else 0
+    rejects_path = p.write_rejects()
+    duplicates = _duplicate_rows(con, source, p.names) if source.parquet is None else 0
     summaries = order_summaries(_summaries(con, plan.money_scale), scheme)
     bands = _bands(con, scheme, plan.money_scale)
     missing_recency = con.execute("SELECT count(*) FROM scored WHERE recency_days IS NULL").fetchall()[0]
@@ -373,7 +438,7 @@ def _score(
         without_qualifying_event=int(missing_recency[0]) if missing_recency else 0,
         history_days=history,
         rows_rejected=len(rejects),
-        event_types_present=types_present,
+        event_types_present=p.types_present,
     )
     if duplicates:
         warnings.append(
@@ -383,14 +448,11 @@ def _score(
                 f"column); they count as separate events: remove them if they are duplicates",
             )
         )
-    notes = list(norm.notes)
-    if options.event_types:
-        notes.append(f"only events of type {', '.join(options.event_types)} were used")
     return ScoreResult(
         customers=customers,
         scheme=scheme,
         as_of=_date(as_of_day) or EPOCH,
-        as_of_is_default=as_of_is_default,
+        as_of_is_default=p.as_of_is_default,
         summaries=summaries,
         bands=bands,
         warnings=warnings,
@@ -401,12 +463,127 @@ def _score(
             rejects_path=rejects_path,
             first_day=_date(first_day),
             last_day=_date(last_day),
-            columns=columns.as_dict(),
+            columns=p.columns.as_dict(),
         ),
-        notes=notes,
-        currency=norm.currency,
+        notes=p.notes,
+        currency=p.currency,
         timezone=options.timezone,
+        predictions=report,
     )
+
+
+def _predict(
+    con: duckdb.DuckDBPyConnection,
+    p: _Prepared,
+    scheme: Scheme,
+    options: ScoreOptions,
+    predict: PredictOptions,
+    progress: Progress,
+) -> PredictionReport:
+    """Fit the models on the ``valid`` events and register ``predictions`` (and ``holdout``)."""
+    money_scale = options.money_scale if scheme.metrics.monetary.measure == "amount" else None
+    cal_day = None
+    if predict.calibration_end is not None:
+        cal_day = _day(predict.calibration_end)
+        first = p.first_day if p.first_day is not None else p.as_of_day
+        if not first <= cal_day < p.last_day:
+            raise InputError(
+                f"calibration end {predict.calibration_end}: outside the data, which runs from "
+                f"{_date(first)} to {_date(p.last_day)} (as of {_date(p.as_of_day)}); choose a day on or "
+                "after the first event and before the last, leaving a holdout period after it"
+            )
+    from rfmflow.engines.predictions import predict_customers  # scipy: imported when needed
+
+    progress.start("Fitting models", None)
+    try:
+        current = con.sql(
+            build_model_inputs_query(
+                scheme, calibration_end_day=p.as_of_day, as_of_day=p.as_of_day, events="valid"
+            )
+        ).to_arrow_table()
+        calibration = (
+            con.sql(
+                build_model_inputs_query(
+                    scheme, calibration_end_day=cal_day, as_of_day=p.as_of_day, events="valid"
+                )
+            ).to_arrow_table()
+            if cal_day is not None
+            else None
+        )
+        everyone = con.execute("SELECT count(DISTINCT customer_id) FROM valid").fetchall()[0][0]
+        if current.num_rows == 0:
+            kinds = scheme.metrics.frequency.events
+            what = "any event" if kinds == "any" else ", ".join(kinds)
+            raise InputError(f"{p.source.name}: no customer has a transaction ({what}) to fit the models on")
+        table, holdout, report = predict_customers(
+            current,
+            calibration,
+            predict,
+            as_of=_date(p.as_of_day) or EPOCH,
+            money_scale=money_scale,
+            customers_without_transactions=int(everyone) - current.num_rows,
+        )
+    finally:
+        progress.stop()
+    con.register("predictions", table)
+    con.register("model_inputs", current)
+    if holdout is not None:
+        con.register("holdout", holdout)
+    return report
+
+
+def predict_with_duckdb(
+    data: Any,
+    scheme: Scheme,
+    options: ScoreOptions,
+    predict: PredictOptions,
+    *,
+    progress: Progress | None = None,
+) -> PredictResult:
+    """Fit the models on ``data`` and predict every customer with a transaction."""
+    progress = progress or Progress()
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        p = _prepare(con, data, scheme, options, progress)
+        report = _predict(con, p, scheme, options, predict, progress)
+        unit = 7 if report.time_unit == "weeks" else 1
+        scale = options.money_scale if scheme.metrics.monetary.measure == "amount" else 0
+        holdout_cols = ", h.holdout_x, h.holdout_expected" if predict.calibration_end is not None else ""
+        holdout_join = (
+            " LEFT JOIN holdout AS h ON h.customer_id = i.customer_id"
+            if predict.calibration_end is not None
+            else ""
+        )
+        customers = con.sql(
+            "SELECT i.customer_id, DATE '1970-01-01' + CAST(i.first_day AS INTEGER) AS first_purchase, "
+            "DATE '1970-01-01' + CAST(i.last_day AS INTEGER) AS last_purchase, i.x, "
+            f"CAST(i.last_day - i.first_day AS DOUBLE) / {unit} AS t_x, "
+            f"CAST({p.as_of_day} - i.first_day AS DOUBLE) / {unit} AS T, "
+            f"CASE WHEN i.x > 0 AND i.repeat_valued = i.x THEN ROUND(CAST(i.repeat_value_minor AS DOUBLE) "
+            f"/ {10**scale} / i.x, 2) END AS m_x, "
+            "pr.* EXCLUDE (customer_id)" + holdout_cols + " FROM model_inputs AS i "
+            "JOIN predictions AS pr ON pr.customer_id = i.customer_id"
+            + holdout_join
+            + (" ORDER BY i.customer_id" if options.sort else "")
+        ).to_arrow_table()
+        rejects_path = p.write_rejects()
+        return PredictResult(
+            customers=customers,
+            report=report,
+            scheme=scheme,
+            as_of=_date(p.as_of_day) or EPOCH,
+            as_of_is_default=p.as_of_is_default,
+            source=p.source.name,
+            rows_rejected=len(p.rejects),
+            rejects_path=rejects_path,
+            notes=p.notes,
+            currency=p.currency,
+        )
+    except duckdb.Error as err:
+        raise EngineError(f"DuckDB failed: {err}") from None
+    finally:
+        con.close()
 
 
 def _parquet_proves_clean(

@@ -13,6 +13,7 @@ import sqlite3
 from typing import Any, Protocol
 
 from rfmflow.core.errors import EngineError
+from rfmflow.core.model_inputs import MODEL_INPUT_COLUMNS, build_model_inputs_query
 from rfmflow.core.query import QueryPlan, build_query
 from rfmflow.core.scheme import Scheme
 
@@ -61,8 +62,10 @@ def score_table(
     table: str = "events",
     money_scale: int = 2,
     has_order_id: bool = True,
+    predictions: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Score every customer of ``table`` in the database behind ``conn``."""
+    """Score every customer of ``table`` in the database behind ``conn``; ``predictions`` names
+    a table of model predictions to join (see :func:`rfmflow.core.query.build_query`)."""
     if dialect == "sqlite" and isinstance(conn, sqlite3.Connection):
         prepare_sqlite(conn)
     plan = build_query(
@@ -72,5 +75,22 @@ def score_table(
         dialect=dialect,
         money_scale=money_scale,
         has_order_id=has_order_id,
+        predictions=predictions,
     )
     return run_query(conn, plan)
+
+
+def model_inputs_table(
+    conn: Connection,
+    scheme: Scheme,
+    *,
+    dialect: str,
+    calibration_end_day: int,
+    as_of_day: int,
+    table: str = "events",
+) -> list[dict[str, Any]]:
+    """The buy-till-you-die model inputs of every customer (:mod:`rfmflow.core.model_inputs`)."""
+    sql = build_model_inputs_query(
+        scheme, calibration_end_day=calibration_end_day, as_of_day=as_of_day, events=table, dialect=dialect
+    )
+    return run_query(conn, QueryPlan(sql=sql, dialect=dialect, columns=MODEL_INPUT_COLUMNS, money_scale=None))

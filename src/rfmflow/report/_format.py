@@ -54,3 +54,16 @@ def compact(value: float) -> str:
     if float(value).is_integer():
         return f"{int(value):,}"
     return f"{value:,.1f}" if size >= 10 else f"{value:,.2f}"
+
+
+def estimate(value: float | None) -> str:
+    """A fitted parameter or statistic with four significant digits: ``0.2425``, ``4.414``,
+    ``79.25``, ``1,234.6``; scientific notation below 0.001; a dash for ``None``/NaN."""
+    if value is None or not math.isfinite(value):
+        return DASH
+    size = abs(value)
+    if size >= 1000:
+        return f"{value:,.1f}"
+    if size != 0 and size < 1e-3:
+        return f"{value:.3e}"
+    return f"{value:.4g}"

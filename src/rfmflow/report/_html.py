@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,10 +18,10 @@ from rfmflow.report._charts import (
     segment_chart,
 )
 from rfmflow.report._data import float_column, metric, score_bins, score_column
+from rfmflow.report._page import Fact, environment
+from rfmflow.report._predictions import predictions_context, segment_predictions
 
 if TYPE_CHECKING:
-    import jinja2
-
     from rfmflow.result import ScoreResult
 
 TEMPLATE = "report.html.j2"
@@ -31,15 +30,6 @@ METRIC_TITLES: dict[ScoreKey, str] = {
     "frequency": "Frequency: qualifying events",
     "monetary": "Monetary value",
 }
-
-
-@dataclass(frozen=True)
-class Fact:
-    """One label/value pair of the report header."""
-
-    label: str
-    value: str
-    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,24 +70,9 @@ class Thresholds:
     rows: list[BandRow]
 
 
-@functools.cache
-def _environment() -> jinja2.Environment:
-    """The Jinja2 environment (autoescaping on), loading templates shipped with the package."""
-    import jinja2
-
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("rfmflow.report", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-
-
 def render_html(result: ScoreResult) -> str:
     """Render ``result`` as one self-contained HTML page (inline CSS and SVG charts, no scripts)."""
-    return _environment().get_template(TEMPLATE).render(**_context(result))
+    return environment().get_template(TEMPLATE).render(**_context(result))
 
 
 def _context(result: ScoreResult) -> dict[str, Any]:
@@ -118,6 +93,19 @@ def _context(result: ScoreResult) -> dict[str, Any]:
         "heatmaps": _heatmaps(result, revenue_label),
         "distributions": _distributions(result),
         "thresholds": _thresholds(result),
+        "predictions": _predictions(result),
+    }
+
+
+def _predictions(result: ScoreResult) -> dict[str, Any] | None:
+    """The predictions section, or ``None`` when the run made no predictions."""
+    report = result.predictions
+    if report is None:
+        return None
+    return {
+        "p": predictions_context(report),
+        "segments": segment_predictions(result.customers, result.summaries, report.churn_thresholds),
+        "currency": result.currency or "",
     }
 
 
