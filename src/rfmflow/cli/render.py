@@ -165,11 +165,13 @@ def _number(value: float) -> str:
 
 
 def model_table(model: FittedModel) -> Table:
-    unit = f", time unit: {model.time_unit}" if model.time_unit else ""
+    unit = f"; time unit {model.time_unit}" if model.time_unit else ""
     table = Table(
-        title=f"{model.name}: {model.customers:,} customers, log-likelihood {model.log_likelihood:,.2f}, "
-        f"BIC {model.bic:,.1f}{unit}",
+        title=f"{model.name} ({model.customers:,} customers)",
+        caption=f"log-likelihood {model.log_likelihood:,.2f}; BIC {model.bic:,.1f}{unit}",
+        caption_justify="left",
         title_justify="left",
+        min_width=60,
     )
     table.add_column("parameter")
     table.add_column("estimate", justify="right")
@@ -182,8 +184,10 @@ def model_table(model: FittedModel) -> Table:
 def holdout_table(holdout: Holdout, unit: str) -> Table:
     table = Table(
         title=f"Holdout {holdout.calibration_end + timedelta(days=1)} to {holdout.as_of} "
-        f"({holdout.duration:g} {unit}): {holdout.actual_total:,} purchases, predicted "
-        f"{holdout.predicted_total:,.1f}; per customer MAE {holdout.mae:.3f}, RMSE {holdout.rmse:.3f}",
+        f"({holdout.duration:g} {unit})",
+        caption=f"{holdout.actual_total:,} purchases, model {holdout.predicted_total:,.1f}; per customer "
+        f"MAE {holdout.mae:.3f}, RMSE {holdout.rmse:.3f}",
+        caption_justify="left",
         title_justify="left",
     )
     for col in ("purchases in calibration (x)", "customers", "actual mean", "predicted mean"):

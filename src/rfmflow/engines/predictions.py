@@ -259,6 +259,13 @@ def predict_customers(
         spend, spend_note = _fit_spend(s, fit_on)
     if spend_note:
         notes.append(spend_note)
+    never_repeated = int((now.x == 0).sum())
+    if key == "bgnbd" and never_repeated:
+        notes.append(
+            f"BG/NBD lets customers drop out only right after a repeat purchase, so the {never_repeated:,} "
+            "customers without one have p_alive = 1 and churn_risk 'low' however long ago they bought; "
+            "--model mbgnbd or pareto-nbd gives them a churn probability"
+        )
     if fit_on.spend_excluded:
         notes.append(
             f"{fit_on.spend_excluded} repeat buyers have zero, negative or missing amounts on their repeat "
