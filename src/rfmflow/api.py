@@ -113,7 +113,7 @@ def predict(
     progress: Progress | None = None,
     encoding: str = "utf-8",
 ) -> PredictResult:
-    """Fit the purchase model (BG/NBD by default; ``model="pareto-nbd"`` or ``"mbgnbd"``) and
+    """Fit the purchase model (MBG/NBD by default; ``model="bgnbd"`` or ``"pareto-nbd"``) and
     the Gamma-Gamma spend model on ``data`` and predict every customer with a transaction.
 
     The input is read as by :func:`score`. Settings left as ``None`` come from the scheme's
@@ -168,7 +168,7 @@ def cluster(
     data: Any,
     *,
     k: int | None = None,
-    k_range: tuple[int, int] = (2, 8),
+    k_range: tuple[int, int] = (3, 8),
     predict: bool = False,
     sample_size: int = 10_000,
     random_state: int = 0,
@@ -177,7 +177,9 @@ def cluster(
     """Score ``data`` and group its customers with K-Means on log-scaled, standardised R/F/M.
 
     ``k`` fixes the number of clusters; by default it is chosen in ``k_range`` by the
-    silhouette on a ``sample_size`` sample. With ``predict=True`` the models are fitted and
+    silhouette on a ``sample_size`` sample. The range starts at 3: on purchase data two
+    clusters (one-time against repeat buyers) almost always have the best silhouette and
+    say nothing a frequency score does not. With ``predict=True`` the models are fitted and
     ``p_alive`` and ``clv`` are clustered on too. Clusters are numbered by mean revenue per
     customer (0 = highest) and named by their centroid ("Recent frequent high spenders").
     Every other keyword is passed to :func:`score` (scheme, as_of, columns, ...).

@@ -41,7 +41,7 @@ def sample(cdnow_master: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def calibrated(sample: Path) -> rfmflow.PredictResult:
-    return rfmflow.predict(sample, calibration_end=CAL_END, as_of=AS_OF, **SAMPLE_READ)
+    return rfmflow.predict(sample, model="bgnbd", calibration_end=CAL_END, as_of=AS_OF, **SAMPLE_READ)
 
 
 def _transactions(path: Path) -> dict[str, set[date]]:
@@ -127,7 +127,7 @@ def test_compare_and_save_load(sample: Path, tmp_path: Path) -> None:
     assert pareto.error is None and pareto.log_likelihood == pytest.approx(-9595.0, abs=0.1)
     assert all(c.holdout_mae is not None and c.holdout_mae > 0 for c in first.report.comparison)
     doc = json.loads(saved.read_text())
-    assert doc["purchase_key"] == "bgnbd"
+    assert doc["purchase_key"] == "mbgnbd"  # the default
     again = rfmflow.predict(sample, as_of=AS_OF, load_models=saved, **SAMPLE_READ)
     assert again.report.loaded_from == str(saved)
     assert again.report.purchase_model.params == first.report.purchase_model.params

@@ -563,7 +563,9 @@ def test_real_prediction_run_renders(cdnow_master: Path) -> None:
     import rfmflow
 
     sample = cdnow_master.with_name("CDNOW_sample.txt")
-    result = rfmflow.predict(sample, calibration_end=CAL_END, as_of=AS_OF, compare=True, **SAMPLE_READ)
+    result = rfmflow.predict(
+        sample, model="bgnbd", calibration_end=CAL_END, as_of=AS_OF, compare=True, **SAMPLE_READ
+    )
     html = render_prediction_html(result)
     assert _h2s(html)[-7:] == [
         "Fitted models",

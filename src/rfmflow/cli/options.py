@@ -208,7 +208,7 @@ def prediction_options(func: F) -> F:
         click.option(
             "--model",
             type=click.Choice(["bgnbd", "pareto-nbd", "mbgnbd"]),
-            help="Purchase model (default: the scheme's, bgnbd).",
+            help="Purchase model (default: the scheme's, mbgnbd).",
         ),
         click.option(
             "--time-unit",

@@ -195,7 +195,9 @@ class ChurnRisk(_Model):
 class Predictions(_Model):
     """How predictions are made when a scheme's rules read them or when asked for."""
 
-    model: Literal["bgnbd", "pareto-nbd", "mbgnbd"] = "bgnbd"
+    model: Literal["bgnbd", "pareto-nbd", "mbgnbd"] = "mbgnbd"
+    """MBG/NBD by default: unlike BG/NBD it lets customers who never repeated drop out, so
+    one-time buyers get a real churn probability instead of ``p_alive = 1``."""
     time_unit: Literal["days", "weeks"] = "weeks"
     horizon_days: Annotated[int, Field(gt=0, le=3650)] = 90
     clv_horizon_days: Annotated[int, Field(gt=0, le=3650)] = 365

@@ -160,7 +160,8 @@ class GammaGamma(FittedModel):
 
     def expected_spend(self, x: ArrayLike, m_x: ArrayLike) -> FloatArray:
         """E[M | p, q, gamma, m_x, x] = p (gamma + x m_x) / (p x + q - 1) per customer; the
-        population mean p gamma / (q - 1) where x == 0 (m_x is then ignored)."""
+        population mean p gamma / (q - 1) where x == 0 (m_x is then ignored). Infinite where
+        the fitted distribution has no finite mean (p x + q <= 1, or q <= 1 for x == 0)."""
         p, q, g = (float(v) for v in self._require_fit())
         xa = as_float_array("x", x)
         ma = as_float_array("m_x", m_x)
@@ -179,6 +180,7 @@ class GammaGamma(FittedModel):
                 raise ModelError(f"{field}: row {first} is {float(values[first])!r}: {reason}")
         den = p * xa + q - 1.0
         out = np.full(xa.shape, self.population_mean_spend)
-        rep = xa > 0
+        rep = (xa > 0) & (den > 0)
         out[rep] = p * (g + xa[rep] * ma[rep]) / den[rep]
+        out[(xa > 0) & (den <= 0)] = math.inf  # p x + q <= 1: the posterior mean is infinite
         return out
