@@ -1,0 +1,1 @@
+"""The rfmflow service: event ingest, live segments, tags, snapshots and the HTTP API."""
