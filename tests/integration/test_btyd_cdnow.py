@@ -50,7 +50,13 @@ def _summary(rows: list[tuple[str, dt.date, float]]) -> Summary:
         T.append((CALIBRATION_END - first).days / 7)
         m_x.append(sum(repeat_values) / len(repeat_values) if repeat_values else 0.0)
         holdout.append(sum(1 for d in per_day if d > CALIBRATION_END))
-    return (np.array(x, dtype=float), np.array(t_x), np.array(T), np.array(m_x), np.array(holdout, dtype=float))
+    return (
+        np.array(x, dtype=float),
+        np.array(t_x),
+        np.array(T),
+        np.array(m_x),
+        np.array(holdout, dtype=float),
+    )
 
 
 def _date(text: str) -> dt.date:
@@ -129,7 +135,9 @@ def gamma_gamma_ll(params: np.ndarray, x: np.ndarray, m_x: np.ndarray) -> float:
     return float(np.sum(np.log(x / g) + stats.betaprime.logpdf(x * m_x / g, p * x, q)))
 
 
-def independent_fit(ll: Callable[..., float], start: list[float], *data: np.ndarray) -> tuple[np.ndarray, float]:
+def independent_fit(
+    ll: Callable[..., float], start: list[float], *data: np.ndarray
+) -> tuple[np.ndarray, float]:
     """Nelder-Mead on log-parameters, restarted from its own answer until it stops moving."""
 
     def objective(log_params: np.ndarray) -> float:
@@ -177,7 +185,7 @@ def _weighted(ll: Callable[..., float]) -> Callable[..., float]:
 # 1. Golden numbers on the sample
 # --------------------------------------------------------------------------------------
 def test_sample_summary(sample: Summary) -> None:
-    x, t_x, T, m_x, holdout = sample
+    x, t_x, T, _, holdout = sample
     assert x.size == 2357 and holdout.sum() == 1882 and int((x > 0).sum()) == 946
     assert (t_x <= T).all() and T.max() == pytest.approx(38.857, abs=1e-3)
 
@@ -277,4 +285,3 @@ def test_master_gamma_gamma_agrees_with_an_independent_optimisation(master: Summ
     params, ll = independent_fit(gamma_gamma_ll, [1.0, 1.0, 1.0], x[keep], m_x[keep])
     np.testing.assert_allclose(list(gg.params_.values()), params, rtol=1e-3)
     assert gg.log_likelihood_ == pytest.approx(ll, abs=0.01)
-

@@ -69,6 +69,14 @@ class BetaGeometricLikelihood:
         return self.nll_grad(theta)[0]
 
     def nll_grad(self, theta: FloatArray) -> tuple[float, FloatArray]:
+        """-LL and its gradient. With D = sigmoid(c) on the rows the dropout term applies to
+        (psi = digamma, summed with the row weights)::
+
+            dLL/dr     = psi(r+x) - psi(r) + ln(alpha) - ln(alpha+T) + D (ln(alpha+T) - ln(alpha+t_x))
+            dLL/dalpha = r/alpha - (r+x)/(alpha+T) + D (r+x) (1/(alpha+T) - 1/(alpha+t_x))
+            dLL/da     = psi(a+b) - psi(a+bb+x) + D/a
+            dLL/db     = psi(bb+x) - psi(a+bb+x) - psi(b) + psi(a+b) - D/(bb+x-1)
+        """
         r, alpha, a, b = (float(v) for v in theta)
         bb = b + self.shift
         xs, W, Wx = self.xs, self.W, self.Wx

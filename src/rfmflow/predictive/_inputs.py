@@ -7,6 +7,7 @@ the reason.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -158,10 +159,42 @@ def require_minimum_spend(n_customers: float) -> None:
 # --------------------------------------------------------------------------------------
 # Compression
 # --------------------------------------------------------------------------------------
+#: largest table of counts the dense (sort-free) paths allocate
+_DENSE_LIMIT = 1 << 23
+#: time scales tried for a sort-free factorisation: whole days, and days expressed in weeks
+_SCALES = (1.0, 7.0)
+
+
+def _factorize_scaled(values: FloatArray) -> tuple[FloatArray, IntArray] | None:
+    """Sort-free factorisation when ``values * scale`` are whole numbers in a modest range
+    for a scale in ``_SCALES`` (x always; T and t_x in days, or in weeks at day resolution);
+    checked exactly (every value must equal k / scale bit for bit), else None."""
+    for scale in _SCALES:
+        with np.errstate(over="ignore", invalid="ignore"):  # huge values just fail the checks
+            k = np.rint(values * scale)
+            lo, hi = float(k.min()), float(k.max())
+            span = hi - lo
+        if not (math.isfinite(span) and span <= min(_DENSE_LIMIT, 4 * values.size + 65_536)):
+            continue
+        if not np.array_equal(k / scale, values):
+            continue
+        idx = (k - lo).astype(np.intp)
+        present = np.zeros(int(span) + 1, dtype=bool)
+        present[idx] = True
+        code_of = np.cumsum(present) - 1
+        levels = np.asarray((np.flatnonzero(present) + lo) / scale, dtype=np.float64)
+        return levels, code_of[idx].astype(np.intp)
+    return None
+
+
 def factorize(values: FloatArray) -> tuple[FloatArray, IntArray]:
-    """(sorted unique values, code of each value) — like np.unique(return_inverse=True), faster."""
+    """(sorted unique values, code of each value), like np.unique(return_inverse=True), faster:
+    O(n) for whole numbers (and multiples of 1/7), a sort and a binary search otherwise."""
     if values.size == 0:
         return values.copy(), np.zeros(0, dtype=np.intp)
+    fast = _factorize_scaled(values)
+    if fast is not None:
+        return fast
     ordered = np.sort(values)
     keep = np.empty(ordered.size, dtype=bool)
     keep[0] = True
@@ -188,7 +221,10 @@ class Compressed:
 
 
 def compress(columns: tuple[FloatArray, ...], weights: FloatArray | None = None) -> Compressed:
-    """Group identical rows of ``columns``; ``weights`` (default 1 per row) are summed."""
+    """Group identical rows of ``columns``; ``weights`` (default 1 per row) are summed.
+
+    Unique rows come out in lexicographic order of the columns' values.
+    """
     levels: list[FloatArray] = []
     codes: list[IntArray] = []
     for col in columns:
@@ -196,22 +232,37 @@ def compress(columns: tuple[FloatArray, ...], weights: FloatArray | None = None)
         levels.append(lv)
         codes.append(cd)
     sizes = [max(lv.size, 1) for lv in levels]
-    if float(np.prod(np.asarray(sizes, dtype=np.float64))) < 2.0**62:
-        key = np.zeros(columns[0].size, dtype=np.int64)
+    cells = float(np.prod(np.asarray(sizes, dtype=np.float64)))
+    n = columns[0].size
+    if cells < 2.0**62:
+        key = np.zeros(n, dtype=np.int64)
         for cd, size in zip(codes, sizes, strict=True):
             key = key * size + cd
-        ukey, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-        del ukey
+        if cells <= min(_DENSE_LIMIT, 4 * n + 65_536):  # a table of all combinations: no sort
+            present = np.zeros(int(cells), dtype=bool)
+            present[key] = True
+            unique_keys = np.flatnonzero(present)
+            inverse = (np.cumsum(present) - 1)[key].astype(np.intp)
+        else:
+            unique_keys, inverse = np.unique(key, return_inverse=True)
+        # the unique rows' codes, decoded from their keys (last column varies fastest)
+        unique_codes: list[IntArray] = []
+        rest = unique_keys.astype(np.int64)
+        for size in reversed(sizes):
+            unique_codes.append((rest % size).astype(np.intp))
+            rest = rest // size
+        unique_codes.reverse()
     else:  # pragma: no cover - astronomically many distinct values
         stacked = np.stack(codes, axis=1)
-        _, first, inverse = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
+        rows, inverse = np.unique(stacked, axis=0, return_inverse=True)
+        unique_codes = [rows[:, j].astype(np.intp) for j in range(rows.shape[1])]
     inverse = inverse.reshape(-1).astype(np.intp, copy=False)
-    n_unique = first.size
+    n_unique = unique_codes[0].size
     w: FloatArray = np.bincount(inverse, weights=weights, minlength=n_unique).astype(np.float64, copy=False)
     return Compressed(
-        columns=tuple(col[first] for col in columns),
+        columns=tuple(lv[cd] for lv, cd in zip(levels, unique_codes, strict=True)),
         levels=tuple(levels),
-        codes=tuple(cd[first] for cd in codes),
+        codes=tuple(unique_codes),
         weights=w,
         inverse=inverse,
     )

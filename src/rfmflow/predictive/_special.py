@@ -15,11 +15,18 @@ Everything here works on numpy arrays, in log space where values can overflow:
     transformation 2F1(a, b; a+1; z) = (1-z)^(1-b) 2F1(1, a+1-b; a+1; z): the second series
     has positive terms bounded by z^n, whatever the size of b.
 
+    The number of terms grows like 40 / (1 - z) (and like x z / (1 - z) when a and b are
+    large); past ``MAX_SERIES_TERMS`` (reached only for 1 - z below ~1e-5, i.e. parameter
+    ratios no real fit produces) the tail bound is added and the value is approximate.
+
 ``log1mexp(d)``
     log(1 - exp(d)) for d <= 0 (Mächler's two-branch rule), -inf at d == 0.
 
 ``one_minus_pow_over_k(k, log_base)``
     (1 - exp(-k * L)) / k with its limit L at k = 0, for the s = 1 case of Pareto/NBD.
+
+``wdot(a, b)``
+    sum(a * b) without BLAS (see its docstring).
 """
 
 from __future__ import annotations
@@ -150,12 +157,6 @@ def log1mexp(d: ArrayLike) -> FloatArray:
     out[near] = np.log(-np.expm1(dd[near]))
     out[far] = np.log1p(-np.exp(dd[far]))
     return out
-
-
-def softplus(c: ArrayLike) -> FloatArray:
-    """log(1 + exp(c)) without overflow."""
-    cc = np.asarray(c, dtype=np.float64)
-    return np.asarray(np.maximum(cc, 0.0) + np.log1p(np.exp(-np.abs(cc))))
 
 
 def one_minus_pow_over_k(k: float, log_base: ArrayLike) -> FloatArray:
