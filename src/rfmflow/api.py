@@ -197,11 +197,20 @@ def cluster(
             column = column.cast(pa.float64())
         return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
 
+    if table.column("recency_days").null_count == table.num_rows:
+        kinds = scored.scheme.metrics.recency.events
+        raise InputError(
+            f"no customer has a recency event ({'any' if kinds == 'any' else ', '.join(kinds)}), so there is "
+            "no recency to cluster on; choose a scheme whose recency counts the events you have "
+            "(--scheme telegram-scrm for interactions) or --event-type"
+        )
+    notes: list[str] = []
     names = ["recency_days", "frequency", "monetary"]
     if predict:
         names += ["p_alive", "clv"]
         if table.column("clv").null_count == table.num_rows:
-            names.remove("clv")  # no spend model: nothing to cluster on
+            names.remove("clv")
+            notes.append("clv is empty for every customer (no spend model), so clusters use p_alive only")
     features = {name: floats(name) for name in names}
     result = cluster_customers(
         features, k=k, k_range=k_range, sample_size=sample_size, random_state=random_state
@@ -210,7 +219,7 @@ def cluster(
     customers = table.select(["customer_id", *names, "segment"])
     customers = customers.append_column("cluster", labels.column("cluster"))
     customers = customers.append_column("cluster_name", labels.column("cluster_name").cast(pa.string()))
-    return ClusterRun(customers=customers, clusters=result, score=scored)
+    return ClusterRun(customers=customers, clusters=result, score=scored, notes=notes)
 
 
 def prediction_settings(scheme: Scheme, overrides: Mapping[str, Any] | None) -> Predictions:
@@ -225,7 +234,8 @@ def prediction_settings(scheme: Scheme, overrides: Mapping[str, Any] | None) -> 
         return Predictions.model_validate(data)
     except ValidationError as err:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors(include_url=False)
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in err.errors(include_url=False)
         )
         raise InputError(f"prediction settings: {problems}") from None
 

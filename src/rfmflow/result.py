@@ -226,6 +226,7 @@ class ClusterRun:
     customers: pa.Table
     clusters: ClusterResult
     score: ScoreResult
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n_customers(self) -> int:
@@ -259,5 +260,5 @@ class ClusterRun:
             "features": list(c.feature_names),
             "transforms": dict(c.transforms),
             "profiles": _plain(self.profiles.to_pylist()),
-            "notes": [*self.score.notes, *c.notes],
+            "notes": [*self.score.notes, *self.notes, *c.notes],
         }

@@ -264,3 +264,94 @@ def test_cluster_with_predictions(sample: Path) -> None:
     assert {"p_alive", "clv"} <= set(run.clusters.feature_names)
     assert len(set(run.clusters.names)) == 4
     assert run.customers.num_rows == 2357
+
+
+def _daily_shop(path: Path, customers: int = 120) -> Path:
+    """Customers acquired on many different days, some buying again: like a real shop."""
+    lines = ["customer_id,date,amount"]
+    start = date(2024, 1, 1)
+    for i in range(customers):
+        first = start + timedelta(days=(i * 7) % 360)
+        lines.append(f"c{i},{first},{10 + i % 7}")
+        for k in range(i % 4):
+            lines.append(f"c{i},{first + timedelta(days=9 * (k + 1))},{12 + k}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_customers_first_seen_on_the_last_day_are_predicted(tmp_path: Path) -> None:
+    """T == 0 (first purchase on the as-of date or the calibration end) carries no information
+    for the fit but must still get predictions."""
+    shop = _daily_shop(tmp_path / "shop.csv")
+    last_first = date(2024, 1, 1) + timedelta(days=357)  # the latest first-purchase day
+    # Regular synthetic buyers have no rate heterogeneity: a small penalizer keeps r and alpha finite.
+    kw: dict[str, Any] = {"penalizer": 0.001}
+    result = rfmflow.predict(shop, as_of=last_first + timedelta(days=40), drop_after_as_of=True, **kw)
+    assert result.n_customers == 120
+    cal_end = date(2024, 1, 1) + timedelta(days=175)  # some customers' first purchase day
+    calibrated = rfmflow.predict(shop, calibration_end=cal_end, as_of=date(2025, 1, 31), **kw)
+    rows = {r["customer_id"]: r for r in calibrated.customers.to_pylist()}
+    newest = [r for r in rows.values() if r["first_purchase"] == cal_end]
+    assert newest and all(0 <= r["p_alive"] <= 1 and r["holdout_expected"] is not None for r in newest)
+    on_the_day = rfmflow.predict(shop, as_of=last_first, drop_after_as_of=True, **kw)
+    row = next(r for r in on_the_day.customers.to_pylist() if r["first_purchase"] == last_first)
+    assert row["T"] == 0 and 0 < row["p_alive"] <= 1
+
+
+def test_calibration_end_on_the_first_day_says_why_nothing_can_be_fitted(sample: Path) -> None:
+    with pytest.raises(ModelError, match="no customer bought before the end of the fitting period"):
+        rfmflow.predict(sample, calibration_end="1997-01-01", as_of=AS_OF, **SAMPLE_READ)
+
+
+def test_an_infinite_mean_spend_leaves_clv_empty_with_a_note(sample: Path) -> None:
+    """A penalised fit can put the spend model's q below 1: no finite population mean."""
+    from rfmflow.engines.predictions import predict_customers  # noqa: F401  (the path under test)
+
+    result = rfmflow.predict(sample, as_of=AS_OF, penalizer=0.01, **SAMPLE_READ)
+    rows = result.customers.to_pylist()
+    assert all(r["clv"] is None or r["clv"] >= 0 for r in rows)
+    spend = result.report.spend_model
+    assert spend is not None
+    if spend.params["q"] <= 1:  # the unpenalised spend model has q = 3.7 on this sample
+        assert any("population's mean spend is infinite" in n for n in result.report.notes)
+    else:
+        assert all(r["expected_spend"] is not None for r in rows)
+
+
+def test_malformed_models_files_are_explained(sample: Path, tmp_path: Path) -> None:
+    good = tmp_path / "good.json"
+    rfmflow.predict(sample, as_of=AS_OF, save_models=good, **SAMPLE_READ)
+    doc = json.loads(good.read_text())
+    cases = {
+        "no-purchase": ({"format": doc["format"]}, "'purchase': missing"),
+        "swapped": ({**doc, "spend": doc["purchase"]}, "'spend': holds a MBGNBD"),
+        "spend-as-purchase": ({**doc, "purchase": doc["spend"]}, "'purchase': holds a GammaGamma"),
+        "bad-params": ({**doc, "purchase": {**doc["purchase"], "params": {"r": 1}}}, "params"),
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(content))
+        with pytest.raises(ModelError, match=message):
+            rfmflow.predict(sample, as_of=AS_OF, load_models=path, **SAMPLE_READ)
+    loaded = rfmflow.predict(sample, as_of=AS_OF, load_models=good, **SAMPLE_READ)
+    assert loaded.report.purchase_model.name == "MBG/NBD"  # taken from the model, not a label
+    usage = CliRunner().invoke(
+        main, ["predict", str(sample), *SAMPLE_ARGS, "--load-models", str(good), "--model", "bgnbd"]
+    )
+    assert usage.exit_code == 2 and "--model and --penalizer do not apply" in usage.output
+
+
+def test_score_predict_prints_the_models(sample: Path) -> None:
+    result = CliRunner().invoke(main, ["score", str(sample), *SAMPLE_ARGS, "--predict", "--model", "bgnbd"])
+    assert result.exit_code == 0, result.output
+    assert "BG/NBD (2,357 customers)" in result.output and "Churn risk" in result.output
+    assert "p_alive = 1" in result.output  # BG/NBD's one-time-buyer caveat reaches the terminal
+
+
+def test_cluster_without_recency_events_says_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "messages.csv"
+    path.write_text(
+        "customer_id,date,type\n" + "".join(f"u{i},2024-01-{1 + i % 28:02d},message\n" for i in range(40))
+    )
+    with pytest.raises(InputError, match="no customer has a recency event"):
+        rfmflow.cluster(path)

@@ -168,7 +168,7 @@ def print_clusters(run: Any, out: Console, err: Console) -> None:
             f"{p.revenue_share:.1%}",
         )
     out.print(table)
-    for note in [*run.score.notes, *c.notes]:
+    for note in [*run.score.notes, *run.notes, *c.notes]:
         err.print(f"[cyan]note:[/] {escape(note)}", highlight=False)
 
 

@@ -151,15 +151,13 @@ _register()
 def demo(out_dir: str, scheme_name: str, predict: bool) -> None:
     """Score the bundled demo data (CDNOW, 23,570 real customers) and write the report."""
     from rfmflow.api import score as score_api
-    from rfmflow.cli.render import RichProgress, print_prediction, print_result
+    from rfmflow.cli.render import RichProgress, print_result
     from rfmflow.demo import demo_path
 
     out, err = consoles()
     with demo_path() as path:
         result = score_api(path, scheme=scheme_name, predict=predict, progress=RichProgress(err))
     print_result(result, out, err)
-    if result.predictions is not None:
-        print_prediction(result.predictions, out, err)
     target = Path(out_dir)
     result.write(target / "demo-scores.csv")
     _write_report(result, target / "demo-report.html")

@@ -63,7 +63,7 @@ def predict(
 ) -> None:
     """Predict churn, purchases and lifetime value for every customer in FILE.
 
-    Fits a purchase model (BG/NBD by default) and the Gamma-Gamma spend model by maximum
+    Fits a purchase model (MBG/NBD by default) and the Gamma-Gamma spend model by maximum
     likelihood and writes, per customer, p_alive, expected_purchases (over --horizon days),
     expected_spend, clv (over --clv-horizon days, discounted), churn_risk and the expected
     date of the next purchase. The input is read as by `rfmflow score`.
@@ -78,6 +78,10 @@ def predict(
             "--load-models predicts with saved parameters: it cannot --compare or --save-models"
         )
     settings = prediction_kwargs(opts)
+    if load_models and ("model" in settings or "penalizer" in settings):
+        raise click.UsageError(
+            "--load-models predicts with the saved model: --model and --penalizer do not apply"
+        )
     thresholds = settings.pop("churn_risk", None)
     result = predict_api(
         file,

@@ -125,6 +125,8 @@ def print_result(result: ScoreResult, out: Console, err: Console) -> None:
     )
     out.print(summary_table(result))
     out.print(thresholds_table(result))
+    if result.predictions is not None:
+        print_prediction(result.predictions, out, err, currency=result.currency)
     for note in result.notes:
         err.print(f"[cyan]note:[/] {escape(note)}", highlight=False)
     for warning in result.warnings:
@@ -231,7 +233,7 @@ def print_prediction(
     err.print(
         f"{report.customers_predicted:,} customers predicted; time unit {report.time_unit}; "
         f"horizon {report.horizon_days} days; CLV over {report.clv_horizon_days} days at "
-        f"{report.discount_rate:.0%} a year{source}"
+        f"{report.discount_rate * 100:g}% a year{source}"
     )
     if report.customers_without_transactions:
         err.print(

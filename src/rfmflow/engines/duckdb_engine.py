@@ -25,7 +25,7 @@ from rfmflow.core.columns import ColumnMap, detect_columns
 from rfmflow.core.errors import EngineError, InputError, RejectedRowError
 from rfmflow.core.health import health_warnings
 from rfmflow.core.model_inputs import build_model_inputs_query
-from rfmflow.core.prediction_results import PredictionReport, PredictOptions
+from rfmflow.core.prediction_results import DAYS_PER_UNIT, PredictionReport, PredictOptions
 from rfmflow.core.query import build_query
 from rfmflow.core.results import NO_SEGMENT, InputStats, ScoreBand, SegmentSummary, Warning
 from rfmflow.core.scheme import SCORE_COLUMN, SCORE_KEYS, Scheme, ScoreKey
@@ -547,7 +547,7 @@ def predict_with_duckdb(
         con.execute("SET TimeZone = 'UTC'")
         p = _prepare(con, data, scheme, options, progress)
         report = _predict(con, p, scheme, options, predict, progress)
-        unit = 7 if report.time_unit == "weeks" else 1
+        unit = DAYS_PER_UNIT[report.time_unit]
         scale = options.money_scale if scheme.metrics.monetary.measure == "amount" else 0
         holdout_cols = ", h.holdout_x, h.holdout_expected" if predict.calibration_end is not None else ""
         holdout_join = (

@@ -93,16 +93,22 @@ def _fitted(key: str, model: Any, time_unit: str | None) -> FittedModel:
 
 def _fit_purchase(key: str, settings: Predictions, a: _Arrays) -> Any:
     usable = a.T > 0  # a customer first seen on the end day carries no information
+    if not usable.any():
+        raise ModelError(
+            "no customer bought before the end of the fitting period (every first purchase is on its last "
+            "day): move the calibration end or the as-of date later"
+        )
     model = PURCHASE_CLASSES[key](penalizer=settings.penalizer, time_unit=settings.time_unit)
     return model.fit(a.x[usable], a.t_x[usable], a.T[usable])
 
 
-def _fit_spend(settings: Predictions, a: _Arrays) -> tuple[Any | None, str | None]:
+def _fit_spend(a: _Arrays) -> tuple[Any | None, str | None]:
+    """The Gamma-Gamma model, unpenalised: a penalty on gamma would depend on the currency."""
     ok = (a.x > 0) & (a.m_x > 0)
     if not ok.any():
         return None, "no repeat transaction has a positive amount: expected_spend and clv are left empty"
     try:
-        return GammaGamma(penalizer=settings.penalizer).fit(a.x[ok], a.m_x[ok]), None
+        return GammaGamma().fit(a.x[ok], a.m_x[ok]), None
     except ModelError as err:
         return None, f"Gamma-Gamma spend model not fitted ({err}); expected_spend and clv are left empty"
 
@@ -199,15 +205,25 @@ def _load(path: Path, settings: Predictions) -> tuple[str, Any, Any | None]:
         raise ModelError(f"{path}: cannot read saved models: {err}") from None
     if not isinstance(data, dict) or data.get("format") != MODELS_FILE_FORMAT:
         raise ModelError(f"{path}: not a models file written by rfmflow predict --save-models")
-    purchase = load_model(data["purchase"])
+    if not isinstance(data.get("purchase"), dict):
+        raise ModelError(f"{path}: 'purchase': missing; the file holds no purchase model")
+    try:
+        purchase = load_model(data["purchase"])
+        spend = load_model(data["spend"]) if data.get("spend") is not None else None
+    except ModelError as err:
+        raise ModelError(f"{path}: {err}") from None
+    key = next((k for k, cls in PURCHASE_CLASSES.items() if type(purchase) is cls), None)
+    if key is None:
+        raise ModelError(f"{path}: 'purchase': holds a {type(purchase).__name__}, not a purchase model")
+    if spend is not None and not isinstance(spend, GammaGamma):
+        raise ModelError(f"{path}: 'spend': holds a {type(spend).__name__}, not a Gamma-Gamma spend model")
     unit = getattr(purchase, "time_unit", None)
     if unit != settings.time_unit:
         raise ModelError(
             f"{path}: the purchase model was fitted with time unit {unit!r} but predictions are asked in "
             f"{settings.time_unit!r}; pass --time-unit {unit} (parameters depend on the time unit)"
         )
-    spend = load_model(data["spend"]) if data.get("spend") else None
-    return str(data["purchase_key"]), purchase, spend
+    return key, purchase, spend
 
 
 def _save(path: Path, key: str, purchase: Any, spend: Any | None) -> None:
@@ -256,7 +272,7 @@ def predict_customers(
         spend_note = None if spend is not None else "the saved models have no spend model"
     else:
         purchase = _fit_purchase(key, s, fit_on)
-        spend, spend_note = _fit_spend(s, fit_on)
+        spend, spend_note = _fit_spend(fit_on)
     if spend_note:
         notes.append(spend_note)
     never_repeated = int((now.x == 0).sum())
@@ -266,7 +282,7 @@ def predict_customers(
             "customers without one have p_alive = 1 and churn_risk 'low' however long ago they bought; "
             "--model mbgnbd or pareto-nbd gives them a churn probability"
         )
-    if fit_on.spend_excluded:
+    if fit_on.spend_excluded and spend is not None:
         notes.append(
             f"{fit_on.spend_excluded} repeat buyers have zero, negative or missing amounts on their repeat "
             "purchases: left out of the spend model and given the population's mean spend"
@@ -281,18 +297,26 @@ def predict_customers(
         m_known = np.where(np.isnan(now.m_x), 0.0, now.m_x)
         x_known = np.where(np.isnan(now.m_x), 0.0, now.x)  # unusable spend: the population's mean
         spend_pred = np.asarray(spend.expected_spend(x_known, m_known), dtype=np.float64)
-        clv = np.asarray(
-            customer_lifetime_value(
+        finite = np.isfinite(spend_pred)
+        if not finite.all():
+            q = float(spend.params_["q"])
+            notes.append(
+                f"the spend model's q = {q:.3g} is not above 1, so the population's mean spend is infinite: "
+                f"{int((~finite).sum()):,} customers without usable repeat purchases get no expected_spend "
+                "or clv (fewer outliers in the amounts, or more repeat buyers, usually help)"
+            )
+            spend_pred[~finite] = np.nan
+        clv = np.full(now.x.size, np.nan)
+        if finite.any():
+            clv[finite] = customer_lifetime_value(
                 purchase,
-                spend_pred,
-                now.x,
-                now.t_x,
-                now.T,
+                spend_pred[finite],
+                now.x[finite],
+                now.t_x[finite],
+                now.T[finite],
                 horizon=s.clv_horizon_days / unit_days,
                 annual_discount_rate=s.discount_rate,
-            ),
-            dtype=np.float64,
-        )
+            )
     else:
         spend_pred = np.full(now.x.size, np.nan)
         clv = np.full(now.x.size, np.nan)

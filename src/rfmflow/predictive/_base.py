@@ -262,7 +262,7 @@ class PurchaseModel(FittedModel):
 
         ``weights`` (optional) counts how many customers each row stands for.
         """
-        xa, ta, Ta = check_purchase_inputs(x, t_x, T)
+        xa, ta, Ta = check_purchase_inputs(x, t_x, T, fitting=True)
         w = check_weights(weights, xa.size)
         keep = w > 0
         if not keep.all():

@@ -212,7 +212,8 @@ def fit_advice(
 ) -> str:
     """The 'what to try' part of a ModelFitError message."""
     parts = [
-        f"Try a small penalizer, e.g. {class_name}(penalizer=0.001)",
+        f"Try a small penalizer ({class_name}(penalizer=0.001) in Python, --penalizer 0.001 on the "
+        "command line)",
     ]
     if n_repeat is not None:
         parts.append(

@@ -74,17 +74,21 @@ def check_weights(weights: ArrayLike | None, n: int) -> FloatArray:
 
 
 def check_purchase_inputs(
-    x: ArrayLike, t_x: ArrayLike, T: ArrayLike
+    x: ArrayLike, t_x: ArrayLike, T: ArrayLike, *, fitting: bool = False
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Validate (x, t_x, T): same length, finite, x whole and >= 0, 0 <= t_x <= T, T > 0,
-    t_x == 0 when x == 0."""
+    """Validate (x, t_x, T): same length, finite, x whole and >= 0, 0 <= t_x <= T,
+    t_x == 0 when x == 0, and T > 0 to fit (a customer first seen at the end of observation
+    carries no information) or T >= 0 to predict."""
     xa = as_float_array("x", x)
     ta = as_float_array("t_x", t_x)
     Ta = as_float_array("T", T)
     _same_length({"x": xa, "t_x": ta, "T": Ta})
     _bad_rows("x", xa < 0, xa, "the number of repeat purchases cannot be negative")
     _bad_rows("x", xa != np.floor(xa), xa, "the number of repeat purchases must be a whole number")
-    _bad_rows("T", Ta <= 0, Ta, "the customer's age T (time since the first purchase) must be > 0")
+    if fitting:
+        _bad_rows("T", Ta <= 0, Ta, "the customer's age T (time since the first purchase) must be > 0")
+    else:
+        _bad_rows("T", Ta < 0, Ta, "the customer's age T (time since the first purchase) cannot be negative")
     _bad_rows("t_x", ta < 0, ta, "the time of the last purchase since the first cannot be negative")
     _bad_rows(
         "t_x",

@@ -18,18 +18,17 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from rfmflow.core.errors import ModelError
+from rfmflow.core.prediction_results import DAYS_PER_UNIT  # days in one model time unit
 from rfmflow.predictive._base import FloatArray, PurchaseModel
 from rfmflow.predictive._inputs import as_float_array, check_purchase_inputs, compress
 
-#: days in one model time unit, for the units the library knows
-DAYS_PER_UNIT = {"days": 1.0, "weeks": 7.0}
 DEFAULT_STEP_DAYS = 30.0
 
 
 def days_per_time_unit(time_unit: str) -> float:
     """Length of a model time unit in days ("days" = 1, "weeks" = 7)."""
     try:
-        return DAYS_PER_UNIT[time_unit]
+        return float(DAYS_PER_UNIT[time_unit])
     except KeyError:
         raise ModelError(
             f"time unit {time_unit!r} has no known length in days (known: days, weeks); "

@@ -128,7 +128,7 @@ def _context(run: ClusterRun) -> dict[str, Any]:
         "k": c.k,
         "facts": _facts(run),
         "warnings": list(score.warnings),
-        "notes": _unique([*c.notes, *score.notes]),
+        "notes": _unique([*c.notes, *run.notes, *score.notes]),
         "silhouette_chart": silhouette_chart(c.silhouette_curve, c.k)
         if len(c.silhouette_curve) > 1
         else None,

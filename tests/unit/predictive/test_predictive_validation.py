@@ -60,7 +60,7 @@ def _replace(values: list[float], row: int, value: float) -> list[float]:
             T,
             r"t_x: row 4 is 21\.0: the last purchase \(t_x\) cannot come after .*\(T\)",
         ),
-        (X, TX, _replace(T, 0, 0.0), r"T: row 0 is 0\.0: the customer's age T .* must be > 0"),
+        (X, TX, _replace(T, 0, -1.0), r"T: row 0 is -1\.0: the customer's age T "),
         (
             X,
             _replace(TX, 3, 2.0),
@@ -271,3 +271,16 @@ def test_x_nonzero_t_x_zero_is_allowed() -> None:
     out = model.p_alive([2.0], [0.0], [10.0])
     assert 0 < out[0] < 1
     assert np.isfinite(model.expected_purchases(5.0, [2.0], [0.0], [10.0])).all()
+
+
+def test_an_age_of_zero_cannot_be_fitted_but_is_predicted() -> None:
+    """T == 0 (first purchase at the end of observation) carries no information for the fit,
+    but such a customer still gets finite predictions (continuous with T -> 0)."""
+    with pytest.raises(ModelError, match=r"T: row 0 is 0\.0: the customer's age T .* must be > 0"):
+        BGNBD().fit(_replace(X, 0, 0.0), TX, _replace(T, 0, 0.0))
+    model = _fitted_bgnbd()
+    x, tx = np.array([0.0, 0.0]), np.array([0.0, 0.0])
+    at_zero = model.p_alive(x, tx, np.array([0.0, 1e-9]))
+    assert at_zero[0] == pytest.approx(at_zero[1]) and np.isfinite(at_zero).all()
+    expected = model.expected_purchases(4.0, x, tx, np.array([0.0, 1e-9]))
+    assert expected[0] == pytest.approx(expected[1], rel=1e-6) and expected[0] > 0
