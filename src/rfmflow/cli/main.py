@@ -122,9 +122,13 @@ def _write_report(result: Any, path: Path) -> None:
 def _register() -> None:
     from rfmflow.cli.cluster_cmd import cluster
     from rfmflow.cli.predict_cmd import predict
+    from rfmflow.service.cli import db, keys, serve  # light: the service libraries load in the commands
 
     main.add_command(predict)
     main.add_command(cluster)
+    main.add_command(serve)
+    main.add_command(keys)
+    main.add_command(db)
 
 
 _register()

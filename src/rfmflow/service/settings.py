@@ -1,0 +1,186 @@
+"""The service's settings, read from ``RFMFLOW_*`` environment variables and a ``.env`` file.
+
+Precedence: the process environment wins over ``.env`` (in the working directory, or the
+file given), which wins over the defaults below. Every setting is validated when it is read,
+and a bad value is a :class:`SettingsError` naming the variable and the reason.
+
+==========================  ===========================================  ====================================
+variable                    default                                      meaning
+==========================  ===========================================  ====================================
+``RFMFLOW_DATA_DIR``        ``./rfmflow-data``                           where the SQLite file lives
+``RFMFLOW_DATABASE_URL``    ``sqlite:///<data dir>/rfmflow.db``          ``sqlite:///PATH`` or
+                                                                         ``postgresql://...`` (psycopg 3)
+``RFMFLOW_TIMEZONE``        ``UTC``                                      business time zone for days
+``RFMFLOW_CURRENCY``        ``USD``                                      the one currency accepted
+``RFMFLOW_MONEY_DECIMALS``  ``2``                                        minor units per currency unit
+``RFMFLOW_HOST``            ``127.0.0.1``                                address ``serve`` listens on
+``RFMFLOW_PORT``            ``8000``                                     port ``serve`` listens on
+``RFMFLOW_LOG_LEVEL``       ``INFO``                                     DEBUG, INFO, WARNING or ERROR
+==========================  ===========================================  ====================================
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from rfmflow.core.errors import RfmflowError
+
+PREFIX = "RFMFLOW_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(RfmflowError):
+    """A setting has an invalid value; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated service settings (build them with :func:`load_settings` or directly in tests)."""
+
+    data_dir: Path = field(default_factory=lambda: Path("rfmflow-data").resolve())
+    database_url: str = ""
+    """SQLAlchemy URL (``sqlite:///...`` or ``postgresql+psycopg://...``); empty = the SQLite
+    file ``rfmflow.db`` in :attr:`data_dir`."""
+    timezone: str = "UTC"
+    currency: str = "USD"
+    money_decimals: int = 2
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", default_database_url(self.data_dir))
+        object.__setattr__(self, "database_url", normalize_database_url(self.database_url))
+        _check_timezone(self.timezone)
+        _check_currency(self.currency)
+        if not 0 <= self.money_decimals <= 6:
+            raise SettingsError(f"{PREFIX}MONEY_DECIMALS: {self.money_decimals} is not between 0 and 6")
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"{PREFIX}PORT: {self.port} is not a port number (1..65535)")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise SettingsError(
+                f"{PREFIX}LOG_LEVEL: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
+            )
+        object.__setattr__(self, "log_level", self.log_level.upper())
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def with_changes(self, **changes: object) -> Settings:
+        """A copy with some fields replaced (validated again)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def default_database_url(data_dir: Path) -> str:
+    return f"sqlite:///{Path(data_dir).resolve() / 'rfmflow.db'}"
+
+
+def normalize_database_url(url: str) -> str:
+    """Map ``postgresql://`` and ``postgres://`` to the psycopg 3 driver; accept SQLite files."""
+    url = url.strip()
+    for plain in ("postgresql://", "postgres://", "postgresql+psycopg2://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    if url.startswith(("postgresql+psycopg://", "sqlite:///", "sqlite+pysqlite:///")):
+        return url
+    if url in ("sqlite://", "sqlite:///:memory:"):
+        raise SettingsError(
+            f"{PREFIX}DATABASE_URL: an in-memory SQLite database would be lost; give a file (sqlite:///PATH)"
+        )
+    shown = re.sub(r"//[^@/]*@", "//***@", url)  # never echo a password
+    raise SettingsError(
+        f"{PREFIX}DATABASE_URL: {shown!r} is not supported; use sqlite:///PATH or postgresql://USER@HOST/DB"
+    )
+
+
+def _check_timezone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise SettingsError(
+            f"{PREFIX}TIMEZONE: unknown time zone {name!r} (use an IANA name such as Europe/Berlin)"
+        ) from err
+
+
+def _check_currency(code: str) -> None:
+    if not re.fullmatch(r"[A-Z]{3}", code):
+        raise SettingsError(f"{PREFIX}CURRENCY: {code!r} is not a three-letter upper-case ISO 4217 code")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a ``.env`` file: ``KEY=VALUE`` lines, ``#`` comments, optional ``export`` and quotes."""
+    values: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        return values
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise SettingsError(f"{path}: line {number}: expected KEY=VALUE, got {raw.strip()!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        else:
+            value = re.sub(r"\s+#.*$", "", value)  # an unquoted trailing comment
+        values[key] = value
+    return values
+
+
+def _int(name: str, text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{name}: {text!r} is not a whole number") from None
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    env_file: Path | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Settings from ``environ`` (default ``os.environ``) over ``env_file`` (default ``./.env``)."""
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    file_values = read_env_file(env_file if env_file is not None else base / ".env")
+    env = dict(os.environ if environ is None else environ)
+    merged = {k: v for k, v in file_values.items() if k.startswith(PREFIX)}
+    merged.update({k: v for k, v in env.items() if k.startswith(PREFIX)})
+
+    def get(name: str) -> str | None:
+        value = merged.get(PREFIX + name)
+        return value if value not in (None, "") else None
+
+    data_dir = Path(get("DATA_DIR") or "rfmflow-data")
+    if not data_dir.is_absolute():
+        data_dir = base / data_dir
+    data_dir = data_dir.resolve()
+    money = get("MONEY_DECIMALS")
+    port = get("PORT")
+    return Settings(
+        data_dir=data_dir,
+        database_url=get("DATABASE_URL") or "",
+        timezone=get("TIMEZONE") or "UTC",
+        currency=(get("CURRENCY") or "USD").upper(),
+        money_decimals=_int("MONEY_DECIMALS", money) if money is not None else 2,
+        host=get("HOST") or "127.0.0.1",
+        port=_int("PORT", port) if port is not None else 8000,
+        log_level=get("LOG_LEVEL") or "INFO",
+    )
