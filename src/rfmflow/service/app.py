@@ -324,8 +324,17 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.add_middleware(RequestLog, metrics=state.metrics)
     app.add_exception_handler(sa.exc.OperationalError, _database_unavailable)
     _routes(app)
+    for register in _route_modules():
+        register(app)
     _openapi(app)
     return app
+
+
+def _route_modules() -> list[Callable[[FastAPI], None]]:
+    """Route groups kept in their own modules, each with ``register(app)``."""
+    from rfmflow.service import routes_imports, routes_scoring, routes_sources
+
+    return [routes_sources.register, routes_scoring.register, routes_imports.register]
 
 
 async def _database_unavailable(_request: Request, err: Exception) -> JSONResponse:

@@ -1,0 +1,9 @@
+"""Segment-compatible endpoints and the Stripe, Shopify and WooCommerce webhooks."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+
+def register(app: FastAPI) -> None:
+    """Add this module's routes to ``app``."""
