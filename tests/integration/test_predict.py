@@ -355,3 +355,14 @@ def test_cluster_without_recency_events_says_what_to_do(tmp_path: Path) -> None:
     )
     with pytest.raises(InputError, match="no customer has a recency event"):
         rfmflow.cluster(path)
+
+
+def test_spend_is_in_currency_units_whatever_the_schemes_monetary_measure(sample: Path) -> None:
+    """A scheme whose M counts messages still predicts spend from the purchase amounts."""
+    money = rfmflow.score(sample, as_of=AS_OF, predict=True, **SAMPLE_READ)
+    messages = rfmflow.score(
+        sample, scheme="telegram-scrm-messages", as_of=AS_OF, predict=True, **SAMPLE_READ
+    )
+    assert messages.predictions is not None and money.predictions is not None
+    assert messages.predictions.spend_model is not None and money.predictions.spend_model is not None
+    assert messages.predictions.spend_model.params == pytest.approx(money.predictions.spend_model.params)

@@ -481,7 +481,7 @@ def _predict(
     progress: Progress,
 ) -> PredictionReport:
     """Fit the models on the ``valid`` events and register ``predictions`` (and ``holdout``)."""
-    money_scale = options.money_scale if scheme.metrics.monetary.measure == "amount" else None
+    money_scale = options.money_scale  # transaction values are amounts, whatever the scheme's M is
     cal_day = None
     if predict.calibration_end is not None:
         cal_day = _day(predict.calibration_end)
@@ -548,7 +548,7 @@ def predict_with_duckdb(
         p = _prepare(con, data, scheme, options, progress)
         report = _predict(con, p, scheme, options, predict, progress)
         unit = DAYS_PER_UNIT[report.time_unit]
-        scale = options.money_scale if scheme.metrics.monetary.measure == "amount" else 0
+        scale = options.money_scale
         holdout_cols = ", h.holdout_x, h.holdout_expected" if predict.calibration_end is not None else ""
         holdout_join = (
             " LEFT JOIN holdout AS h ON h.customer_id = i.customer_id"
