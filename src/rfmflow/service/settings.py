@@ -17,6 +17,25 @@ variable                    default                                      meaning
 ``RFMFLOW_PORT``            ``8000``                                     port ``serve`` listens on
 ``RFMFLOW_LOG_LEVEL``       ``INFO``                                     DEBUG, INFO, WARNING or ERROR
 ==========================  ===========================================  ====================================
+
+Sources (Segment-compatible endpoints and webhooks; secrets are never shown in messages or
+``repr``):
+
+=======================================  =========  ==================================================
+variable                                 default    meaning
+=======================================  =========  ==================================================
+``RFMFLOW_SEGMENT_WRITE_KEYS``           (none)     extra write keys ``/v1/track`` & co. accept, comma
+                                                    separated (16+ characters each); ingest-role API
+                                                    keys are always accepted as write keys
+``RFMFLOW_STRIPE_WEBHOOK_SECRET``        (none)     the endpoint's signing secret(s) ``whsec_...``,
+                                                    comma separated while rolling; unset = the
+                                                    Stripe webhook answers 404
+``RFMFLOW_SHOPIFY_WEBHOOK_SECRET``       (none)     the app's client secret (or the store's webhook
+                                                    secret), comma separated while rotating; unset =
+                                                    404
+``RFMFLOW_WOOCOMMERCE_WEBHOOK_SECRET``   (none)     the webhook's secret, taken verbatim (WooCommerce
+                                                    secrets may contain commas); unset = 404
+=======================================  =========  ==================================================
 """
 
 from __future__ import annotations
@@ -52,6 +71,14 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
+    segment_write_keys: tuple[str, ...] = field(default=(), repr=False)
+    """Write keys accepted besides ingest-role API keys (``RFMFLOW_SEGMENT_WRITE_KEYS``)."""
+    stripe_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
+    """Stripe signing secrets; empty = the Stripe webhook is not configured."""
+    shopify_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
+    """Shopify signing secrets; empty = the Shopify webhook is not configured."""
+    woocommerce_webhook_secret: str = field(default="", repr=False)
+    """The WooCommerce webhook's secret; empty = the WooCommerce webhook is not configured."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -68,6 +95,7 @@ class Settings:
                 f"{PREFIX}LOG_LEVEL: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
             )
         object.__setattr__(self, "log_level", self.log_level.upper())
+        _check_source_secrets(self)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -111,6 +139,39 @@ def _check_timezone(name: str) -> None:
         raise SettingsError(
             f"{PREFIX}TIMEZONE: unknown time zone {name!r} (use an IANA name such as Europe/Berlin)"
         ) from err
+
+
+MIN_WRITE_KEY_LENGTH = 16
+
+
+def _check_source_secrets(settings: Settings) -> None:
+    """Write keys and webhook secrets: present, unpadded, plausible. Values are never echoed."""
+    for name in ("segment_write_keys", "stripe_webhook_secrets", "shopify_webhook_secrets"):
+        value = getattr(settings, name)
+        object.__setattr__(settings, name, _secret_list(value) if isinstance(value, str) else tuple(value))
+    for key in settings.segment_write_keys:
+        if len(key) < MIN_WRITE_KEY_LENGTH or any(ch.isspace() or ord(ch) < 32 or ch == "," for ch in key):
+            raise SettingsError(
+                f"{PREFIX}SEGMENT_WRITE_KEYS: each write key needs at least {MIN_WRITE_KEY_LENGTH} "
+                "characters and no spaces or commas (Segment's are 32)"
+            )
+    for secret in settings.stripe_webhook_secrets:
+        if not secret.startswith("whsec_") or len(secret) <= len("whsec_") or secret != secret.strip():
+            raise SettingsError(
+                f"{PREFIX}STRIPE_WEBHOOK_SECRET: expected the webhook endpoint's signing secret, which "
+                "starts with whsec_ (Dashboard > Developers > Webhooks > the endpoint > Signing "
+                "secret), not an API key"
+            )
+    for secret in settings.shopify_webhook_secrets:
+        if not secret or secret != secret.strip():
+            raise SettingsError(f"{PREFIX}SHOPIFY_WEBHOOK_SECRET: a secret is empty or padded with spaces")
+
+
+def _secret_list(text: str | None) -> tuple[str, ...]:
+    """A comma-separated list of secrets; blanks around the commas are dropped."""
+    if text is None:
+        return ()
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _check_currency(code: str) -> None:
@@ -183,4 +244,8 @@ def load_settings(
         host=get("HOST") or "127.0.0.1",
         port=_int("PORT", port) if port is not None else 8000,
         log_level=get("LOG_LEVEL") or "INFO",
+        segment_write_keys=_secret_list(get("SEGMENT_WRITE_KEYS")),
+        stripe_webhook_secrets=_secret_list(get("STRIPE_WEBHOOK_SECRET")),
+        shopify_webhook_secrets=_secret_list(get("SHOPIFY_WEBHOOK_SECRET")),
+        woocommerce_webhook_secret=get("WOOCOMMERCE_WEBHOOK_SECRET") or "",
     )
