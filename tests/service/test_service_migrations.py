@@ -15,7 +15,9 @@ from rfmflow.service.cli import service_cli
 from rfmflow.service.db import current, downgrade, head_revision, is_current, upgrade
 from rfmflow.service.db.tables import metadata
 
-TABLES = {"events", "customers", "customer_orders", "api_keys", "audit_log"}
+INGEST_TABLES = {"events", "customers", "customer_orders", "api_keys", "audit_log"}  # revision 0001
+SCORING_TABLES = {"scheme_versions", "scoring_runs", "customer_scores", "segment_transitions", "jobs"}  # 0002
+TABLES = INGEST_TABLES | SCORING_TABLES
 
 
 def tables(engine: Engine) -> set[str]:
@@ -29,6 +31,8 @@ def test_up_down_up(bare_engine: Engine) -> None:
     assert current(bare_engine) == head_revision() and is_current(bare_engine)
     assert tables(bare_engine) == TABLES
     upgrade(bare_engine)  # again: nothing to do
+    downgrade(bare_engine, "0001")
+    assert tables(bare_engine) == INGEST_TABLES
     downgrade(bare_engine, "base")
     assert current(bare_engine) is None and tables(bare_engine) == set()
     upgrade(bare_engine)

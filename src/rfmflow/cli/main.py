@@ -122,13 +122,14 @@ def _write_report(result: Any, path: Path) -> None:
 def _register() -> None:
     from rfmflow.cli.cluster_cmd import cluster
     from rfmflow.cli.predict_cmd import predict
-    from rfmflow.service.cli import db, keys, serve  # light: the service libraries load in the commands
+    from rfmflow.service.cli import db, import_events, keys, serve  # light: libraries load in the commands
 
     main.add_command(predict)
     main.add_command(cluster)
     main.add_command(serve)
     main.add_command(keys)
     main.add_command(db)
+    main.add_command(import_events)
 
 
 _register()

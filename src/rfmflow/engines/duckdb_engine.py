@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import csv
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -30,7 +31,7 @@ from rfmflow.core.query import build_query
 from rfmflow.core.results import NO_SEGMENT, InputStats, ScoreBand, SegmentSummary, Warning
 from rfmflow.core.scheme import SCORE_COLUMN, SCORE_KEYS, Scheme, ScoreKey
 from rfmflow.result import PredictResult, ScoreResult
-from rfmflow.sources.normalize import FIRST_DAY, LAST_DAY, NormalizeOptions, max_amount, normalize
+from rfmflow.sources.normalize import FIRST_DAY, LAST_DAY, OFFSET, NormalizeOptions, max_amount, normalize
 from rfmflow.sources.text import LINE, read_delimited, read_json
 
 EPOCH = date(1970, 1, 1)
@@ -264,6 +265,8 @@ class _Prepared:
     as_of_day: int
     as_of_is_default: bool
     write_rejects: Callable[[], str | None]
+    date_method: str = "iso"
+    """How the date column was read (see :func:`rfmflow.sources.normalize.normalize`)."""
 
 
 def _prepare(
@@ -383,6 +386,7 @@ def _prepare(
         as_of_day=as_of_day,
         as_of_is_default=as_of_is_default,
         write_rejects=write_rejects,
+        date_method=norm.date_format,
     )
 
 
@@ -774,3 +778,121 @@ def _fixed_band(
     if low is not None and whole:
         low = low + 1
     return low, high
+
+
+# --- reading events without scoring them (the service's file import) -----------------------
+@dataclass
+class EventRows:
+    """An event file's valid rows, normalised exactly as :func:`score_with_duckdb` reads them.
+
+    ``view`` (in ``con``) holds one row per valid event, in no particular order:
+    ``_line`` (line or row number in the source), ``customer_id``, ``occurred_at`` (the moment,
+    TIMESTAMPTZ in UTC: a date without a zone is local to ``options.timezone``, a date-only
+    value is local midnight), ``day`` (its calendar day in that zone, days since 1970-01-01),
+    ``event_type``, ``amount_minor`` (refunds negative) and ``order_id``. ``raw`` is the source
+    as read (text files: every value as text), with the line number in ``line_column``, to
+    reach columns that play no role. ``rejects`` are the (line, reason, raw text) of the rows
+    left out, sorted by line.
+    """
+
+    con: duckdb.DuckDBPyConnection
+    view: str
+    raw: str
+    line_column: str
+    source: str
+    line_label: str
+    rows_read: int
+    valid_rows: int
+    names: list[str]
+    columns: ColumnMap
+    notes: list[str]
+    currency: str | None
+    rejects: list[tuple[int, str, str]]
+    first_day: int | None
+    last_day: int | None
+
+    def write_rejects(self, path: Path, rejects: Sequence[tuple[int, str, str]] | None = None) -> None:
+        """Write ``rejects`` (default: :attr:`rejects`) as CSV: line, reason, raw."""
+        _write_rejects(path, self.rejects if rejects is None else rejects, self.line_label)
+
+
+def _moment_sql(method: str, timezone: str, raw: str = "_raw_date") -> str:
+    """SQL for the moment (TIMESTAMPTZ) of a valid row's date text, read as ``normalize`` read it."""
+    text = f"NULLIF(TRIM({raw}), '')"
+    zone = "'" + timezone.replace("'", "''") + "'"
+    if method == "iso":
+        return (
+            f"CASE WHEN regexp_matches({text}, '{OFFSET}$') THEN TRY_CAST({text} AS TIMESTAMPTZ) "
+            f"ELSE timezone({zone}, TRY_CAST({text} AS TIMESTAMP)) END"
+        )
+    if method in ("epoch_s", "epoch_ms"):
+        return f"to_timestamp(CAST({text} AS DOUBLE) / {1000 if method == 'epoch_ms' else 1})"
+    if method == "timestamptz":
+        return f"CAST({text} AS TIMESTAMPTZ)"
+    if method == "date" or method.startswith("timestamp"):
+        return f"timezone({zone}, CAST({text} AS TIMESTAMP))"
+    fmt = "'" + method.replace("'", "''") + "'"
+    if "%z" in method or "%Z" in method:
+        return f"CAST(TRY_STRPTIME({text}, {fmt}) AS TIMESTAMPTZ)"
+    return f"timezone({zone}, CAST(TRY_STRPTIME({text}, {fmt}) AS TIMESTAMP))"
+
+
+@contextmanager
+def open_event_rows(
+    data: Any,
+    options: ScoreOptions,
+    *,
+    scheme: Scheme | None = None,
+    progress: Progress | None = None,
+    connect: Callable[[], duckdb.DuckDBPyConnection] = duckdb.connect,
+) -> Iterator[EventRows]:
+    """Open and validate ``data`` as ``score`` does, and yield its valid rows (no scoring).
+
+    The same reading as :func:`score_with_duckdb`: formats, column detection and mapping,
+    time zone, date formats, decimal comma, currency, money decimals, event-type filter, and
+    the same rejects with line numbers. ``options.strict`` is NOT applied and no rejects file
+    is written: the caller may reject more rows and then decides (see :class:`EventRows`).
+    A source without any valid row raises :class:`InputError` naming the first rejects (after
+    writing them to ``options.rejects_path``, as ``score`` does). The connection is closed
+    when the block ends.
+    """
+    from rfmflow.schemes import load_scheme
+
+    progress = progress or Progress()
+    con = connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        lenient = replace(options, strict=False, as_of=None, drop_future=False)
+        try:
+            p = _prepare(con, data, scheme or load_scheme(None), lenient, progress)
+        except InputError as err:
+            if type(err) is InputError and " no valid rows" in str(err):
+                raise InputError(str(err).replace(" to score", "")) from None
+            raise
+        moment = _moment_sql(p.date_method, options.timezone)
+        con.execute(
+            "CREATE TEMP VIEW event_rows AS SELECT _line, customer_id, "
+            f"{moment} AS occurred_at, day, event_type, amount_minor, order_id FROM valid"
+        )
+        valid = con.execute("SELECT count(*) FROM valid").fetchall()[0][0]
+        yield EventRows(
+            con=con,
+            view="event_rows",
+            raw=p.source.relation,
+            line_column=LINE,
+            source=p.source.name,
+            line_label=p.source.line_label,
+            rows_read=p.source.rows,
+            valid_rows=int(valid),
+            names=p.names,
+            columns=p.columns,
+            notes=p.notes,
+            currency=p.currency,
+            rejects=sorted(p.rejects, key=lambda r: r[0]),
+            first_day=p.first_day,
+            last_day=p.last_day,
+        )
+    except duckdb.Error as err:
+        raise EngineError(f"DuckDB failed: {err}") from None
+    finally:
+        con.close()

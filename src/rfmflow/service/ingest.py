@@ -36,6 +36,7 @@ from rfmflow.service.db.engine import run_write
 from rfmflow.service.db.store import add_to_customers, insert_new_events, insert_new_orders, rebuild_derived
 from rfmflow.service.db.tables import EVENT_COUNT_COLUMNS
 from rfmflow.service.events import MONEY_TYPES, EventIn
+from rfmflow.service.scoring_live import rescore_after_events
 from rfmflow.service.settings import Settings
 
 Status = Literal["accepted", "duplicate", "rejected", "skipped"]
@@ -240,7 +241,7 @@ def customer_deltas(rows: Iterable[dict[str, Any]], new_orders: set[tuple[str, s
     return list(out.values())
 
 
-def _store(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+def _store(conn: Connection, rows: list[dict[str, Any]], settings: Settings) -> set[str]:
     inserted = insert_new_events(conn, rows)
     stored = [r for r in rows if r["event_id"] in inserted]
     pairs = {
@@ -248,6 +249,7 @@ def _store(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
     }
     new_orders = insert_new_orders(conn, pairs)
     add_to_customers(conn, customer_deltas(stored, new_orders))
+    rescore_after_events(conn, settings, stored)  # live scores and segments, same transaction
     return inserted
 
 
@@ -297,9 +299,9 @@ def ingest(
 
     rows = [row for _, row in candidates]
     if isinstance(target, Engine):
-        inserted = run_write(target, lambda conn: _store(conn, rows)) if rows else set()
+        inserted = run_write(target, lambda conn: _store(conn, rows, settings)) if rows else set()
     else:
-        inserted = _store(target, rows) if rows else set()
+        inserted = _store(target, rows, settings) if rows else set()
     for i, row in candidates:
         status: Status = "accepted" if row["event_id"] in inserted else "duplicate"
         results[i] = ItemResult(i, row["event_id"], status)

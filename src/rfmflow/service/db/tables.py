@@ -132,3 +132,101 @@ audit_log = sa.Table(
     sa.Column("details", json_type(), nullable=True),
     sa.Index(None, "at"),
 )
+
+# --- scoring (schemes, scores, runs, transitions, jobs) -------------------------------------
+NO_SEGMENT = "(no segment)"
+"""``segment`` of a customer no rule of the scheme matched."""
+CAUSES = ("run", "event", "scheme")
+"""Why a customer's segment moved (``segment_transitions.cause``)."""
+
+
+def _id_type() -> sa.types.TypeEngine[int]:
+    """BIGINT in PostgreSQL; INTEGER in SQLite, where only ``INTEGER PRIMARY KEY`` autoincrements."""
+    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+scheme_versions = sa.Table(
+    "scheme_versions",
+    metadata,
+    sa.Column(
+        "version", sa.Integer(), primary_key=True, autoincrement=False, comment="1, 2, ...; newest active"
+    ),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("yaml", sa.Text(), nullable=False, comment="the scheme as given"),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False, comment="'key:<id>', 'cli:<user>' or 'builtin'"),
+)
+
+customer_scores = sa.Table(
+    "customer_scores",
+    metadata,
+    sa.Column("customer_id", sa.String(256), primary_key=True),
+    sa.Column("as_of_day", sa.Integer(), nullable=False, comment="the day the scores are for"),
+    sa.Column("scheme_version", sa.Integer(), nullable=False),
+    sa.Column("recency_days", sa.Integer(), nullable=True),
+    sa.Column("frequency", sa.Integer(), nullable=False),
+    sa.Column("monetary_minor", sa.BigInteger(), nullable=True, comment="when M is money, minor units"),
+    sa.Column("monetary", sa.Float(), nullable=True, comment="when M is not money (a count or a field)"),
+    sa.Column("r_value", sa.Float(), nullable=True, comment="the value r_score is computed from"),
+    sa.Column("f_value", sa.Float(), nullable=True, comment="the value f_score is computed from"),
+    sa.Column("m_value", sa.Float(), nullable=True, comment="the value m_score is computed from"),
+    sa.Column("tenure_days", sa.Integer(), nullable=True),
+    sa.Column("lifecycle", sa.String(16), nullable=True),
+    sa.Column("r_score", sa.Integer(), nullable=False),
+    sa.Column("f_score", sa.Integer(), nullable=False),
+    sa.Column("m_score", sa.Integer(), nullable=True),
+    sa.Column("rfm", sa.String(8), nullable=False),
+    sa.Column("segment", sa.String(64), nullable=False),
+    sa.Column("tags", sa.Text(), nullable=True, comment="rule tags, ';'-separated"),
+    sa.Column("scored_at", UTCDateTime(), nullable=False),
+    sa.Column("cause", sa.String(16), nullable=False, comment="run, event or scheme"),
+    sa.Column("run_id", sa.Integer(), nullable=True, comment="the run of the scores (NULL: an event)"),
+    sa.Index(None, "segment", "customer_id"),
+)
+
+scoring_runs = sa.Table(
+    "scoring_runs",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("as_of_day", sa.Integer(), nullable=False),
+    sa.Column("scheme_version", sa.Integer(), nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False, comment="schedule, api, cli or scheme"),
+    sa.Column("actor", sa.String(200), nullable=True),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.Column("duration_ms", sa.Float(), nullable=True),
+    sa.Column("customers", sa.Integer(), nullable=True),
+    sa.Column("moves", sa.Integer(), nullable=True, comment="segment transitions the run recorded"),
+    sa.Column("segment_counts", json_type(), nullable=True),
+    sa.Column("score_counts", json_type(), nullable=True, comment="customers per r/f/m score"),
+    sa.Column("bands", json_type(), nullable=True, comment="per score the min/max value (live re-scoring)"),
+)
+
+segment_transitions = sa.Table(
+    "segment_transitions",
+    metadata,
+    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
+    sa.Column("customer_id", sa.String(256), nullable=False),
+    sa.Column("from_segment", sa.String(64), nullable=True, comment="NULL: first scored"),
+    sa.Column("to_segment", sa.String(64), nullable=False),
+    sa.Column("day", sa.Integer(), nullable=False, comment="business day the move was seen (as-of)"),
+    sa.Column("at", UTCDateTime(), nullable=False, comment="run start, or the event's occurred_at"),
+    sa.Column("cause", sa.String(16), nullable=False),
+    sa.Column("run_id", sa.Integer(), nullable=True),
+    sa.Column("scheme_version", sa.Integer(), nullable=False),
+    sa.CheckConstraint("cause IN ('run', 'event', 'scheme')", name="cause"),
+    sa.Index(None, "customer_id", "day"),
+    sa.Index(None, "day"),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("schedule", sa.String(100), nullable=False, comment="'daily HH:MM' or a 5-field cron"),
+    sa.Column("next_run_at", UTCDateTime(), nullable=True),
+    sa.Column("locked_by", sa.String(200), nullable=True, comment="the worker holding the lease"),
+    sa.Column("locked_until", UTCDateTime(), nullable=True),
+    sa.Column("last_run_id", sa.Integer(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+)
