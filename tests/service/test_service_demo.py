@@ -103,9 +103,17 @@ def test_serve_demo_loads_into_an_empty_database_only(database: Database, tmp_pa
             timeout=10,
         )
         assert answer.status_code == 200 and answer.json()["events"] > 0
+        # The demo is scored at once: every segment of the default scheme has customers.
+        segments = httpx.get(
+            f"{server.url}/v1/segments", headers={"Authorization": f"Bearer {key.group(0)}"}, timeout=10
+        )
+        assert segments.status_code == 200
+        counts = {s["name"]: s["customers"] for s in segments.json()["segments"]}
+        assert len(counts) == 11 and all(counts.values()), counts
     finally:
         assert server.stop(signal.SIGTERM) == 0
     assert re.search(r"loaded demo data: [\d,]+ events of 2,000 customers", server.err.read_text())
+    assert re.search(r"scored 2,000 customers as of ", server.err.read_text())
     result = CliRunner().invoke(service_cli, ["import", "--demo", "--database-url", database.url])
     assert result.exit_code == 0, result.output
     assert "already holds events" in result.stderr

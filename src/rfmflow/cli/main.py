@@ -130,9 +130,10 @@ def _register() -> None:
     main.add_command(keys)
     main.add_command(db)
     main.add_command(import_events)
+    from rfmflow.service.cli_scoring import scheme_apply, worker
 
-
-_register()
+    main.add_command(worker)
+    scheme.add_command(scheme_apply)
 
 
 @main.command()
@@ -225,3 +226,6 @@ def scheme_check(file: str, as_json: bool) -> None:
         sys.exit(1)
     if not as_json and not coverage.never_matching:
         err.print(f"[green]ok:[/] all {coverage.combinations} score combinations land in exactly one segment")
+
+
+_register()  # after every group it extends is defined

@@ -101,19 +101,25 @@ def _migrated_engine(settings: Settings) -> Any:
     is_flag=True,
     help="Load demo data (a shop with a Telegram bot, the last two years) when the database has no events.",
 )
+@click.option(
+    "--no-scheduler",
+    is_flag=True,
+    help="Do not run scheduled scoring in this process (run `rfmflow worker` processes instead).",
+)
 @env_file_option
 @_errors
-def serve(host: str | None, port: int | None, demo: bool, env_file: Path | None) -> None:
+def serve(host: str | None, port: int | None, demo: bool, no_scheduler: bool, env_file: Path | None) -> None:
     """Run the HTTP API: migrate the database, create an admin key on first start, serve.
 
-    Stops gracefully on Ctrl-C or SIGTERM (requests in flight finish first).
+    Scheduled scoring (RFMFLOW_SCORE_CRON, daily by default) runs in the same process unless
+    --no-scheduler. Stops gracefully on Ctrl-C or SIGTERM (requests in flight finish first).
     """
     from rfmflow.service.server import serve as run
 
     settings = _settings(env_file, host=host, port=port)
     if demo:
         _load_demo_if_empty(settings)
-    run(settings, announce=lambda text: click.echo(text))
+    run(settings, announce=lambda text: click.echo(text), scheduler=not no_scheduler)
 
 
 def _load_demo_if_empty(settings: Settings) -> None:
@@ -128,9 +134,14 @@ def _load_demo_if_empty(settings: Settings) -> None:
         with _progress_bar() as progress:
             progress.start("Loading demo data", None)
             loaded = load_demo(engine, settings, progress=lambda done, total: progress.total(done, total))
+        click.echo(loaded.describe(), err=True)
+        from rfmflow.service.scoring_jobs import run_now
+
+        run = run_now(engine, settings, trigger="cli", wait_seconds=30.0)
+        segments = ", ".join(f"{name} {count:,}" for name, count in run.segment_counts.items())
+        click.echo(f"scored {run.customers:,} customers as of {run.as_of}: {segments}", err=True)
     finally:
         engine.dispose()
-    click.echo(loaded.describe(), err=True)
 
 
 # --- import -------------------------------------------------------------------------------

@@ -54,8 +54,9 @@ def prepare(settings: Settings) -> str | None:
     return first_admin_key(settings)
 
 
-def serve(settings: Settings, *, announce: Callable[[str], None] = print) -> None:
-    """Run the service in the foreground until SIGTERM/SIGINT."""
+def serve(settings: Settings, *, announce: Callable[[str], None] = print, scheduler: bool = True) -> None:
+    """Run the service in the foreground until SIGTERM/SIGINT; with ``scheduler`` the scoring
+    schedule (``RFMFLOW_SCORE_CRON``, daily by default) runs in this process too."""
     log_config = configure_logging(settings.log_level)
     new_key = prepare(settings)
     if new_key is not None:
@@ -87,8 +88,16 @@ def serve(settings: Settings, *, announce: Callable[[str], None] = print) -> Non
         },
     )
     server = uvicorn.Server(config)
-    with _signals_end_cleanly() as received:
-        server.run()
+    stop_scheduler: Callable[[], None] = lambda: None  # noqa: E731
+    if scheduler:
+        from rfmflow.service.scoring_jobs import start_scheduler
+
+        stop_scheduler = start_scheduler(settings, app.state.service.engine)
+    try:
+        with _signals_end_cleanly() as received:
+            server.run()
+    finally:
+        stop_scheduler()  # waits for a run in progress
     log.info("rfmflow stopped", extra={"signals": [signal.Signals(s).name for s in received]})
 
 
