@@ -67,10 +67,10 @@ def segment_chart(summaries: Sequence[SegmentSummary], *, revenue_label: str = "
         ax.barh(positions - height / 2, customers, height=height, color=CUSTOMERS_COLOR, label="customers")
         ax.barh(positions + height / 2, revenue, height=height, color=REVENUE_COLOR, label=revenue_label)
         for pos, summary, cust, rev in zip(positions, summaries, customers, revenue, strict=True):
-            _bar_label(
+            bar_label(
                 ax, cust, pos - height / 2, f"{fmt.count(summary.customers)} ({fmt.percent(summary.share)})"
             )
-            _bar_label(ax, rev, pos + height / 2, fmt.percent(summary.revenue_share))
+            bar_label(ax, rev, pos + height / 2, fmt.percent(summary.revenue_share))
         ax.set_yticks(positions, [plain(s.segment) for s in summaries])
         ax.invert_yaxis()
         top = max(float(customers.max()), float(revenue.max()), 1.0)
@@ -88,7 +88,7 @@ def segment_chart(summaries: Sequence[SegmentSummary], *, revenue_label: str = "
     )
 
 
-def _bar_label(ax: Axes, value: float, position: float, text: str) -> None:
+def bar_label(ax: Axes, value: float, position: float, text: str, *, fontsize: float = 7.5) -> None:
     """Write ``text`` just past the end of a horizontal bar."""
     offset = 3 if value >= 0 else -3
     ax.annotate(
@@ -98,7 +98,7 @@ def _bar_label(ax: Axes, value: float, position: float, text: str) -> None:
         textcoords="offset points",
         va="center",
         ha="left" if value >= 0 else "right",
-        fontsize=7.5,
+        fontsize=fontsize,
         color="#333333",
     )
 

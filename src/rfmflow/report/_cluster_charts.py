@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rfmflow.report import _format as fmt
-from rfmflow.report._charts import BOUNDARY_COLOR, CUSTOMERS_COLOR, REVENUE_COLOR, Chart
+from rfmflow.report._charts import BOUNDARY_COLOR, CUSTOMERS_COLOR, REVENUE_COLOR, Chart, bar_label
 from rfmflow.report._data import FloatArray
 from rfmflow.report._svg import chart_context, figure_to_svg, new_figure, plain
 
@@ -158,8 +158,8 @@ def size_revenue_chart(
                 fontweight="bold",
                 color="#1f2933",
             )
-            _bar_label(ax, float(cust), float(row), f"{fmt.count(size)} ({fmt.percent(share)})")
-            _bar_label(ax, float(rev), float(row + height), fmt.percent(rev_share))
+            bar_label(ax, float(cust), float(row), f"{fmt.count(size)} ({fmt.percent(share)})", fontsize=8.5)
+            bar_label(ax, float(rev), float(row + height), fmt.percent(rev_share), fontsize=8.5)
         ax.set_yticks([])
         ax.spines["left"].set_visible(False)
         ax.set_ylim(float(rows[-1]) + height + 0.35, -0.75)
@@ -179,21 +179,6 @@ def size_revenue_chart(
         f"Blue: share of all customers (count in the label); orange: share of total {revenue_label}. "
         f"A cluster whose orange bar is longer than its blue one brings more than its share of "
         f"{revenue_label}.",
-    )
-
-
-def _bar_label(ax: Axes, value: float, position: float, text: str) -> None:
-    """Write ``text`` just past the end of a horizontal bar."""
-    offset = 3 if value >= 0 else -3
-    ax.annotate(
-        plain(text),
-        xy=(value, position),
-        xytext=(offset, 0),
-        textcoords="offset points",
-        va="center",
-        ha="left" if value >= 0 else "right",
-        fontsize=8.5,
-        color="#333333",
     )
 
 
