@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import click
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from rfmflow.engines.duckdb_engine import Progress
     from rfmflow.service.settings import Settings
 
@@ -482,17 +484,9 @@ def db() -> None:
 @_errors
 def db_upgrade(revision: str, env_file: Path | None) -> None:
     """Migrate the schema up to REVISION (default: head, the newest)."""
-    from rfmflow.service.db.migrate import current, upgrade
+    from rfmflow.service.db.migrate import upgrade
 
-    engine = _engine(_settings(env_file))
-    try:
-        before = current(engine)
-        upgrade(engine, revision)
-        after = current(engine)
-    finally:
-        engine.dispose()
-    click.echo(after or "base")
-    click.echo(f"schema at {after or 'base'} (was {before or 'base'})", err=True)
+    _migrate(env_file, lambda engine: upgrade(engine, revision))
 
 
 @db.command("downgrade")
@@ -501,12 +495,19 @@ def db_upgrade(revision: str, env_file: Path | None) -> None:
 @_errors
 def db_downgrade(revision: str, env_file: Path | None) -> None:
     """Migrate the schema down to REVISION (`-1`: one step; `base`: drop every table and its data)."""
-    from rfmflow.service.db.migrate import current, downgrade
+    from rfmflow.service.db.migrate import downgrade
+
+    _migrate(env_file, lambda engine: downgrade(engine, revision))
+
+
+def _migrate(env_file: Path | None, step: Callable[[Engine], None]) -> None:
+    """Run one migration step and print the revision before and after it."""
+    from rfmflow.service.db.migrate import current
 
     engine = _engine(_settings(env_file))
     try:
         before = current(engine)
-        downgrade(engine, revision)
+        step(engine)
         after = current(engine)
     finally:
         engine.dispose()
