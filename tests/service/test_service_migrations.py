@@ -17,7 +17,8 @@ from rfmflow.service.db.tables import metadata
 
 INGEST_TABLES = {"events", "customers", "customer_orders", "api_keys", "audit_log"}  # revision 0001
 SCORING_TABLES = {"scheme_versions", "scoring_runs", "customer_scores", "segment_transitions", "jobs"}  # 0002
-TABLES = INGEST_TABLES | SCORING_TABLES
+TAG_TABLES = {"customer_profiles", "tag_groups", "tags", "customer_tags", "tag_changes"}  # 0003
+TABLES = INGEST_TABLES | SCORING_TABLES | TAG_TABLES
 
 
 def tables(engine: Engine) -> set[str]:
@@ -31,6 +32,10 @@ def test_up_down_up(bare_engine: Engine) -> None:
     assert current(bare_engine) == head_revision() and is_current(bare_engine)
     assert tables(bare_engine) == TABLES
     upgrade(bare_engine)  # again: nothing to do
+    downgrade(bare_engine, "0002")
+    assert tables(bare_engine) == INGEST_TABLES | SCORING_TABLES
+    with bare_engine.connect() as conn:
+        assert "segment_stats" not in {c["name"] for c in sa.inspect(conn).get_columns("scoring_runs")}
     downgrade(bare_engine, "0001")
     assert tables(bare_engine) == INGEST_TABLES
     downgrade(bare_engine, "base")

@@ -34,7 +34,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -72,6 +72,7 @@ from rfmflow.service.scoring_schemes import (
 from rfmflow.service.settings import Settings
 
 log = logging.getLogger("rfmflow.service.scoring")
+_T = TypeVar("_T")
 
 CATCH_UP = timedelta(minutes=2)
 """At the swap, customers whose event count changed since the stage's snapshot are re-scored
@@ -274,11 +275,42 @@ def _segment_counts(conn: Connection, scheme: Scheme) -> dict[str, int]:
     rows = conn.execute(
         sa.select(customer_scores.c.segment, sa.func.count()).group_by(customer_scores.c.segment)
     ).all()
-    found = {str(seg): int(n) for seg, n in rows}
+    return _scheme_order(scheme, {str(seg): int(n) for seg, n in rows})
+
+
+def _scheme_order(scheme: Scheme, found: dict[str, _T]) -> dict[str, _T]:
+    """``found`` keyed by segment in the scheme's order, then segments of an older scheme."""
     order = [s.name for s in scheme.segments] + [NO_SEGMENT]
     out = {name: found.pop(name) for name in order if name in found}
-    out.update(sorted(found.items()))  # segments of an older scheme, if any are left
+    out.update(sorted(found.items()))
     return out
+
+
+def _segment_stats(conn: Connection, scheme: Scheme) -> dict[str, dict[str, Any]]:
+    """Per segment of the stored scores: customers, revenue (net purchases, all time, minor
+    units) and mean recency and frequency; a run keeps them as its snapshot."""
+    cs = customer_scores.c
+    rows = conn.execute(
+        sa.select(
+            cs.segment,
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(customers.c.monetary_minor), 0),
+            sa.func.avg(cs.recency_days),
+            sa.func.avg(cs.frequency),
+        )
+        .select_from(customer_scores.outerjoin(customers, customers.c.customer_id == cs.customer_id))
+        .group_by(cs.segment)
+    ).all()
+    found = {
+        str(r[0]): {
+            "customers": int(r[1]),
+            "revenue_minor": int(r[2]),
+            "mean_recency_days": None if r[3] is None else round(float(r[3]), 3),
+            "mean_frequency": None if r[4] is None else round(float(r[4]), 3),
+        }
+        for r in rows
+    }
+    return _scheme_order(scheme, found)
 
 
 Finish = Callable[[Connection, int], None]
@@ -454,7 +486,8 @@ def _swap(
             conn, settings, late, now=started, cause=cause, run_id=run_id, at=started, context=context
         )
 
-    segment_counts = _segment_counts(conn, target)
+    stats = _segment_stats(conn, target)
+    segment_counts = {name: int(row["customers"]) for name, row in stats.items()}
     total = sum(segment_counts.values())
     finished = datetime.now(UTC)
     duration_ms = (time.perf_counter() - clock) * 1000
@@ -469,6 +502,7 @@ def _swap(
             segment_counts=[[name, n] for name, n in segment_counts.items()],  # JSONB would reorder a dict
             score_counts=score_counts,
             bands=bands,
+            segment_stats=[[name, row] for name, row in stats.items()],
         )
     )
     if scheme_text is not None:
@@ -732,6 +766,7 @@ def run_out(row: Mapping[str, Any]) -> dict[str, Any]:
         "moves": row["moves"],
         "segment_counts": {str(name): int(n) for name, n in row["segment_counts"] or []},
         "score_counts": row["score_counts"],
+        "segment_stats": {str(name): stats for name, stats in row.get("segment_stats") or []},
     }
 
 

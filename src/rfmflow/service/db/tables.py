@@ -78,6 +78,7 @@ events = sa.Table(
     sa.Column("properties", json_type(), nullable=True),
     sa.Column("source", sa.String(32), nullable=False),
     sa.Index(None, "customer_id", "day"),
+    sa.Index(None, "order_id"),
 )
 
 EVENT_COUNT_COLUMNS = {kind: f"n_{kind}" for kind in EVENT_TYPES}
@@ -200,6 +201,12 @@ scoring_runs = sa.Table(
     sa.Column("segment_counts", json_type(), nullable=True),
     sa.Column("score_counts", json_type(), nullable=True, comment="customers per r/f/m score"),
     sa.Column("bands", json_type(), nullable=True, comment="per score the min/max value (live re-scoring)"),
+    sa.Column(
+        "segment_stats",
+        json_type(),
+        nullable=True,
+        comment="per segment: customers, revenue, mean recency/frequency (the run's snapshot)",
+    ),
 )
 
 segment_transitions = sa.Table(
@@ -229,4 +236,79 @@ jobs = sa.Table(
     sa.Column("locked_until", UTCDateTime(), nullable=True),
     sa.Column("last_run_id", sa.Integer(), nullable=True),
     sa.Column("last_error", sa.Text(), nullable=True),
+)
+
+# --- profiles and tags (revision 0003) ------------------------------------------------------
+TAG_KINDS = ("rule", "manual")
+"""``rule``: held while a rule of the active scheme holds (recomputed, overwrite semantics);
+``manual``: added and removed only by people (API, CLI, import), never by a rule."""
+TAG_CHANGES = ("added", "removed")
+
+customer_profiles = sa.Table(
+    "customer_profiles",
+    metadata,
+    sa.Column("customer_id", sa.String(256), primary_key=True),
+    sa.Column("traits", json_type(), nullable=True, comment="identify traits, merged (newest wins)"),
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("phone", sa.String(64), nullable=True),
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.Column("timezone", sa.String(64), nullable=True, comment="IANA zone, for quiet hours and waits"),
+    sa.Column("language", sa.String(16), nullable=True),
+    sa.Column("telegram_chat_id", sa.BigInteger(), nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False, comment="where the latest traits came from"),
+    sa.Index(None, "email"),
+    sa.Index(None, "telegram_chat_id"),
+)
+
+tag_groups = sa.Table(
+    "tag_groups",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("description", sa.Text(), nullable=False, server_default=""),
+    sa.Column("exclusive", sa.Boolean(), nullable=False, comment="at most one tag of it per customer"),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+)
+
+tags = sa.Table(
+    "tags",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("group_name", sa.String(64), sa.ForeignKey("tag_groups.name"), nullable=True),
+    sa.Column("description", sa.Text(), nullable=False, server_default=""),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False, comment="'scheme:<version>', 'key:<id>', ..."),
+    sa.CheckConstraint("kind IN ('rule', 'manual')", name="kind"),
+)
+
+customer_tags = sa.Table(
+    "customer_tags",
+    metadata,
+    sa.Column("customer_id", sa.String(256), primary_key=True),
+    sa.Column("tag", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(8), nullable=False, comment="the tag's kind when it was added"),
+    sa.Column("added_at", UTCDateTime(), nullable=False),
+    sa.Column("added_by", sa.String(200), nullable=False, comment="'run:<id>', 'event', 'key:<id>', ..."),
+    sa.Index(None, "tag", "customer_id"),
+)
+
+tag_changes = sa.Table(
+    "tag_changes",
+    metadata,
+    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
+    sa.Column("customer_id", sa.String(256), nullable=False),
+    sa.Column("tag", sa.String(64), nullable=False),
+    sa.Column("change", sa.String(8), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column(
+        "actor", sa.String(200), nullable=False, comment="'run:<id>', 'event', 'key:<id>', 'cli:<user>'"
+    ),
+    sa.Column("run_id", sa.Integer(), nullable=True),
+    sa.CheckConstraint("change IN ('added', 'removed')", name="change"),
+    sa.Index(None, "customer_id", "at"),
+    sa.Index(None, "at"),
+    comment="every tag added or removed, for history, audit and automation triggers",
 )
