@@ -303,9 +303,7 @@ tag_changes = sa.Table(
     sa.Column("change", sa.String(8), nullable=False),
     sa.Column("kind", sa.String(8), nullable=False),
     sa.Column("at", UTCDateTime(), nullable=False),
-    sa.Column(
-        "actor", sa.String(200), nullable=False, comment="'run:<id>', 'event', 'key:<id>', 'cli:<user>'"
-    ),
+    sa.Column("actor", sa.String(200), nullable=False, comment="'run:<id>', 'event', 'key:<id>', ..."),
     sa.Column("run_id", sa.Integer(), nullable=True),
     sa.CheckConstraint("change IN ('added', 'removed')", name="change"),
     sa.Index(None, "customer_id", "at"),

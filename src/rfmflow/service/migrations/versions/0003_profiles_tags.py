@@ -50,9 +50,7 @@ def upgrade() -> None:
         "tag_groups",
         sa.Column("name", sa.String(64), nullable=False),
         sa.Column("description", sa.Text(), server_default="", nullable=False),
-        sa.Column(
-            "exclusive", sa.Boolean(), nullable=False, comment="a customer holds at most one tag of it"
-        ),
+        sa.Column("exclusive", sa.Boolean(), nullable=False, comment="at most one tag of it per customer"),
         _ts("created_at"),
         sa.Column("created_by", sa.String(200), nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_tag_groups"),
