@@ -131,7 +131,7 @@ def test_each_call_and_its_short_path(server: Server) -> None:
     }
     statuses = {path: (r.status_code, r.json()["status"]) for path, r in answers.items()}
     assert statuses == {
-        "/v1/identify": (200, "ignored"),
+        "/v1/identify": (200, "profile"),
         "/v1/p": (200, "accepted"),
         "/v1/screen": (200, "accepted"),
         "/v1/t": (200, "accepted"),
@@ -140,7 +140,7 @@ def test_each_call_and_its_short_path(server: Server) -> None:
         "/v1/track (unmapped)": (200, "ignored"),
     }
     assert all(r.json()["success"] is True for r in answers.values())
-    assert "not stored" in answers["/v1/identify"].json()["reason"]
+    assert answers["/v1/identify"].json()["warnings"] == []
     assert "Cart Viewed" in answers["/v1/track (unmapped)"].json()["reason"]
     rows = {r["event_id"]: r for r in stored(server)}
     assert set(rows) == {"seg:p1", "seg:s1", "seg:r1"}
@@ -148,7 +148,7 @@ def test_each_call_and_its_short_path(server: Server) -> None:
     assert rows["seg:s1"]["customer_id"] == "anon-9" and rows["seg:p1"]["event_type"] == "visit"
     assert metric(server, "rfmflow_segment_identify_total") == 1
     assert metric(server, "rfmflow_segment_identify_traits_total") == 2
-    assert metric(server, "rfmflow_events_ignored_total", source="segment") == 4
+    assert metric(server, "rfmflow_events_ignored_total", source="segment") == 3
 
 
 def test_unreadable_and_rejected_messages_are_422(server: Server) -> None:
@@ -179,16 +179,11 @@ def test_batch_answers_per_message(server: Server) -> None:
     response = send(server, "/v1/batch", {"batch": messages, "sentAt": "2024-05-02T09:00:00Z"})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert (body["success"], body["accepted"], body["duplicates"], body["ignored"], body["rejected"]) == (
-        False,
-        2,
-        1,
-        2,
-        2,
-    )
+    counts = ("success", "accepted", "duplicates", "ignored", "profiles", "rejected")
+    assert tuple(body[k] for k in counts) == (False, 2, 1, 1, 1, 2)
     assert [(i["index"], i["event_id"], i["status"]) for i in body["items"]] == [
         (0, "seg:b1", "accepted"),
-        (1, "seg:b2", "ignored"),
+        (1, "seg:b2", "profile"),
         (2, "seg:b3", "accepted"),
         (3, None, "ignored"),
         (4, None, "rejected"),
@@ -349,6 +344,9 @@ def test_the_real_segment_client(server: Server, segment_clients: list[Client]) 
         assert reader.get("/v1/customers/u1").json()["monetary"] == "30.00"
     assert metric(server, "rfmflow_segment_identify_total") == 1
     assert metric(server, "rfmflow_segment_identify_traits_total") == 3
+    with server.client("agent") as reader:
+        profile = reader.get("/v1/customers/u1/profile").json()
+    assert (profile["email"], profile["name"], profile["traits"]["plan"]) == ("u1@example.com", "Ada", "pro")
 
     # the SDK resends the same message (same messageId): a duplicate, stored once
     client.track("u1", "Order Completed", {"order_id": "ord-7", "total": 42.5}, message_id="sdk-order-7")

@@ -332,9 +332,14 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
 def _route_modules() -> list[Callable[[FastAPI], None]]:
     """Route groups kept in their own modules, each with ``register(app)``."""
-    from rfmflow.service import routes_imports, routes_scoring, routes_sources
+    from rfmflow.service import routes_imports, routes_profiles, routes_scoring, routes_sources
 
-    return [routes_sources.register, routes_scoring.register, routes_imports.register]
+    return [
+        routes_sources.register,
+        routes_scoring.register,
+        routes_imports.register,
+        routes_profiles.register,
+    ]
 
 
 async def _database_unavailable(_request: Request, err: Exception) -> JSONResponse:

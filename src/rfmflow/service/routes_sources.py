@@ -14,8 +14,9 @@ Answers: 200 ``{"success": true, ...}`` for accepted, duplicate and ignored mess
 answers per message); 400 malformed JSON or gzip; 401 missing or unknown write key; 403 a key
 of another role; 413 over 32 KB per message or 500 KB per request; 422 a message that cannot
 be read; 503 database unavailable. Errors read ``{"success": false, "code", "message"}``, the
-shape Segment's SDKs report through ``on_error``. ``identify`` traits are counted, not stored
-(rfmflow keeps no profiles yet).
+shape Segment's SDKs report through ``on_error``. ``identify`` merges its traits into the
+customer's profile (:mod:`rfmflow.service.profiles`; answered ``"status": "profile"`` with any
+warnings about traits that could not be used) and stores no event.
 
 **Webhooks**: ``POST /v1/webhooks/stripe``, ``/v1/webhooks/shopify`` (topic from
 ``X-Shopify-Topic``), ``/v1/webhooks/woocommerce`` (topic from ``X-WC-Webhook-Topic``; the ping
@@ -68,6 +69,7 @@ from rfmflow.service.auth import KEY_PATTERN, ApiKey, authenticate
 from rfmflow.service.db.tables import events as events_table
 from rfmflow.service.events import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, EventIn
 from rfmflow.service.ingest import FieldError, ItemResult, ingest
+from rfmflow.service.profiles import read_traits, upsert_profile
 
 log = logging.getLogger("rfmflow.service.sources")
 
@@ -116,12 +118,12 @@ class SourceMetrics:
             ),
             identify=Counter(
                 "rfmflow_segment_identify",
-                "Segment identify calls received (their traits are not stored yet).",
+                "Segment identify calls received (their traits merged into profiles).",
                 registry=registry,
             ),
             traits=Counter(
                 "rfmflow_segment_identify_traits",
-                "Traits received in Segment identify calls (not stored yet).",
+                "Traits received in Segment identify calls.",
                 registry=registry,
             ),
             signature_failures=Counter(
@@ -310,16 +312,24 @@ class _Outcome:
     status: str
     errors: list[dict[str, Any]] = field(default_factory=list)
     reason: str | None = None
+    warnings: list[str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"index": self.index, "event_id": self.event_id, "status": self.status}
         if self.reason is not None:
             out["reason"] = self.reason
+        if self.warnings is not None:
+            out["warnings"] = self.warnings
         out["errors"] = self.errors
         return out
 
 
-IDENTIFY_NOTE = "identify: traits are counted but not stored yet (rfmflow keeps no customer profiles)"
+def store_identify(engine: Engine, identify: Mapping[str, Any], *, source: str) -> list[str]:
+    """Merge an ``identify`` call's traits into the customer's profile; the warnings."""
+    update = read_traits(identify.get("traits") or {}, identify.get("context"))
+    with engine.begin() as conn:
+        upsert_profile(conn, identify["customer_id"], update, at=identify["occurred_at"], source=source)
+    return update.warnings
 
 
 async def segment_call(request: Request, call: str | None) -> JSONResponse:
@@ -358,20 +368,22 @@ async def segment_call(request: Request, call: str | None) -> JSONResponse:
 
 
 def _ignored_reason(result: AdapterResult) -> str | None:
-    """Why a message stores nothing (an identify, an unmapped name, ...); ``None`` if it does."""
+    """Why a message stores no event (an unmapped name, ...); ``None`` if it does (or is an identify)."""
     if result.identify is not None:
-        return IDENTIFY_NOTE
+        return None
     if not result.events:
         return result.ignored or "nothing to count"
     return None
 
 
 def _count_ignored(results: Sequence[AdapterResult], metrics: SourceMetrics) -> None:
-    for result in results:
+    for _ in results:
         metrics.ignored.labels("segment").inc()
-        if result.identify is not None:
-            metrics.identify.inc()
-            metrics.traits.inc(len(result.identify.get("traits") or {}))
+
+
+def _count_identify(identify: Mapping[str, Any], metrics: SourceMetrics) -> None:
+    metrics.identify.inc()
+    metrics.traits.inc(len(identify.get("traits") or {}))
 
 
 async def _segment_one(
@@ -388,12 +400,22 @@ async def _segment_one(
         svc.metrics.reject(metric_reason(err.field), source="segment")
         request.state.ingest = {"source": "segment", "outcome": "rejected"}
         return _segment_error(422, "invalid_message", str(err), errors=[_adapter_error(err)])
+    if result.identify is not None:
+        try:
+            warnings = await run_in_threadpool(store_identify, svc.engine, result.identify, source="segment")
+        except sa.exc.SQLAlchemyError as err:
+            return _unavailable(err)
+        _count_identify(result.identify, metrics)
+        request.state.ingest = {"source": "segment", "outcome": "profile"}
+        event_id = result.identify.get("event_id")
+        return JSONResponse(
+            {"success": True, "status": "profile", "event_id": event_id, "warnings": warnings}
+        )
     reason = _ignored_reason(result)
     if reason is not None:
         _count_ignored([result], metrics)
         request.state.ingest = {"source": "segment", "outcome": "ignored"}
-        event_id = result.identify.get("event_id") if result.identify else None
-        return JSONResponse({"success": True, "status": "ignored", "event_id": event_id, "reason": reason})
+        return JSONResponse({"success": True, "status": "ignored", "event_id": None, "reason": reason})
     try:
         results = await run_in_threadpool(
             ingest, svc.engine, result.events, svc.settings, source="segment", now=received_at, atomic=True
@@ -436,6 +458,7 @@ async def _segment_batch(
     to_ingest: list[EventIn] = []
     positions: list[int] = []
     ignored: list[AdapterResult] = []
+    identifies: list[tuple[int, dict[str, Any]]] = []
     reject_reasons: list[str] = []  # counted once the request succeeds, like the stored events
     for item in items:
         size = _json_size(messages[item.index])
@@ -451,10 +474,11 @@ async def _segment_batch(
             )
         elif item.result is not None:
             reason = _ignored_reason(item.result)
-            if reason is not None:
+            if item.result.identify is not None:
+                identifies.append((item.index, item.result.identify))
+            elif reason is not None:
                 ignored.append(item.result)
-                event_id = item.result.identify.get("event_id") if item.result.identify else None
-                outcomes[item.index] = _Outcome(item.index, event_id, "ignored", reason=reason)
+                outcomes[item.index] = _Outcome(item.index, None, "ignored", reason=reason)
             else:
                 for event in item.result.events:  # one per message; several would share the slot
                     to_ingest.append(event)
@@ -472,6 +496,14 @@ async def _segment_batch(
                 index, result.event_id, result.status, [e.as_dict() for e in result.errors]
             )
 
+    for index, identify in identifies:
+        try:
+            warnings = await run_in_threadpool(store_identify, svc.engine, identify, source="segment")
+        except sa.exc.SQLAlchemyError as err:
+            return _unavailable(err)
+        _count_identify(identify, metrics)
+        outcomes[index] = _Outcome(index, identify.get("event_id"), "profile", warnings=warnings)
+
     for name in reject_reasons:
         svc.metrics.reject(name, source="segment")
     _count_ignored(ignored, metrics)
@@ -480,6 +512,7 @@ async def _segment_batch(
         "accepted": sum(o.status == "accepted" for o in answered),
         "duplicates": sum(o.status == "duplicate" for o in answered),
         "ignored": sum(o.status == "ignored" for o in answered),
+        "profiles": sum(o.status == "profile" for o in answered),
         "rejected": sum(o.status == "rejected" for o in answered),
     }
     request.state.ingest = {"source": "segment", **counts}
@@ -676,7 +709,7 @@ _SEGMENT_DOC = {
     "track": "A Segment `track` call. `Order Completed` is a purchase (`properties.total`, else `revenue`), "
     "`Order Refunded` a refund; other mapped names (`Email Opened`, `Signed Up`, ...) are their types; "
     "unmapped names are answered `ignored`.",
-    "identify": "A Segment `identify` call: accepted and counted; traits are not stored yet.",
+    "identify": "A Segment `identify` call: its traits are merged into the customer's profile.",
     "page": "A Segment `page` call: a `visit`.",
     "screen": "A Segment `screen` call: a `visit`.",
     "group": "A Segment `group` call: answered `ignored`.",

@@ -40,6 +40,7 @@ from sqlalchemy.engine import Connection, Engine
 from rfmflow.core.errors import RfmflowError
 from rfmflow.core.scheme import Scheme
 from rfmflow.service.db.engine import run_write
+from rfmflow.service.db.store import insert_or_ignore
 from rfmflow.service.db.tables import jobs, scoring_runs
 from rfmflow.service.scoring import RunResult, run_scoring
 from rfmflow.service.settings import PREFIX, Settings, SettingsError, read_env_file
@@ -200,14 +201,6 @@ def _now(now: datetime | None) -> datetime:
     return (now or datetime.now(UTC)).astimezone(UTC)
 
 
-def _insert_job(conn: Connection, values: dict[str, Any]) -> None:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    conn.execute(insert(jobs).values(**values).on_conflict_do_nothing())
-
-
 def ensure_job(
     engine: Engine, schedule: Schedule, settings: Settings, *, now: datetime | None = None
 ) -> None:
@@ -220,7 +213,7 @@ def ensure_job(
         if row is None:
             never = conn.execute(sa.select(scoring_runs.c.id).limit(1)).first() is None
             first = moment if never and not schedule.off else schedule.next_after(moment, settings.zone)
-            _insert_job(conn, {"name": JOB, "schedule": schedule.text, "next_run_at": first})
+            insert_or_ignore(conn, jobs, {"name": JOB, "schedule": schedule.text, "next_run_at": first})
         elif row.schedule != schedule.text or (row.next_run_at is None and not schedule.off):
             conn.execute(
                 sa.update(jobs)
@@ -238,7 +231,7 @@ def claim(engine: Engine, holder: str, *, now: datetime | None = None, due_only:
 
     def work(conn: Connection) -> bool:
         if not due_only:
-            _insert_job(conn, {"name": JOB, "schedule": "off", "next_run_at": None})
+            insert_or_ignore(conn, jobs, {"name": JOB, "schedule": "off", "next_run_at": None})
         free = sa.or_(jobs.c.locked_until.is_(None), jobs.c.locked_until < moment)
         query = sa.update(jobs).where(jobs.c.name == JOB, free)
         if due_only:

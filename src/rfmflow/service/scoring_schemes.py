@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from rfmflow.core.errors import SchemeError
 from rfmflow.core.scheme import Scheme, scheme_from_yaml
 from rfmflow.schemes import DEFAULT_SCHEME, builtin_text
+from rfmflow.service.db.store import insert_or_ignore
 from rfmflow.service.db.tables import scheme_versions
 
 MAX_SCHEME_BYTES = 256 * 1024
@@ -133,25 +134,15 @@ def list_versions(conn: Connection) -> list[dict[str, Any]]:
     ]
 
 
-def _insert_on_conflict_nothing(conn: Connection, values: dict[str, Any]) -> None:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        conn.execute(pg_insert(scheme_versions).values(**values).on_conflict_do_nothing())
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        conn.execute(sqlite_insert(scheme_versions).values(**values).on_conflict_do_nothing())
-
-
 def ensure_active_scheme(conn: Connection, *, now: datetime | None = None) -> SchemeVersion:
     """The active version, storing the built-in default as version 1 if none is stored yet
     (in the caller's write transaction; concurrent first writers agree on one row)."""
     current = active_scheme(conn)
     if current.stored:
         return current
-    _insert_on_conflict_nothing(
+    insert_or_ignore(
         conn,
+        scheme_versions,
         {
             "version": 1,
             "name": current.name,

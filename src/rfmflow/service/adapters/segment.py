@@ -26,7 +26,7 @@ What the Segment-compatible endpoints (``/v1/identify``, ``/v1/track``, ``/v1/pa
 - A refund (``Order Refunded``) takes ``total``, else ``revenue``; with neither, its amount is
   left empty (``None``: the amount is unknown, ``order_id`` says which order was refunded).
 - ``page``, ``screen`` (and the ``Application Opened`` track event) are visits;
-  ``identify`` gives :attr:`AdapterResult.identify` (ids, traits, time) and no event;
+  ``identify`` gives :attr:`AdapterResult.identify` (ids, traits, context, time) and no event;
   ``group`` and ``alias`` are ignored with a reason.
 
 Each event's ``properties`` keep where it came from: ``{"source": "segment", "call": "track",
@@ -155,6 +155,7 @@ def _translate(
                 "user_id": optional_identifier(msg.get("userId"), "userId"),
                 "anonymous_id": optional_identifier(msg.get("anonymousId"), "anonymousId"),
                 "traits": traits,
+                "context": optional_object(msg.get("context"), "context"),
                 "occurred_at": occurred_at,
             }
         )

@@ -222,3 +222,16 @@ def read_customers(conn: Connection) -> dict[str, dict[str, Any]]:
 def read_customer(conn: Connection, customer_id: str) -> dict[str, Any] | None:
     row = conn.execute(sa.select(customers).where(customers.c.customer_id == customer_id)).mappings().first()
     return dict(row) if row is not None else None
+
+
+def insert_or_ignore(conn: Connection, table: sa.Table, values: dict[str, Any]) -> bool:
+    """Insert one row unless it would break a unique constraint; whether it was inserted."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        statement: Any = pg_insert(table)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(table)
+    return bool(conn.execute(statement.values(**values).on_conflict_do_nothing()).rowcount == 1)
