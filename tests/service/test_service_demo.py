@@ -22,7 +22,8 @@ import rfmflow
 from rfmflow.schemes import load_scheme
 from rfmflow.service.cli import service_cli
 from rfmflow.service.db import create_db_engine
-from rfmflow.service.demo_data import HISTORY_DAYS, demo_rows, demo_table
+from rfmflow.service.demo_data import HISTORY_DAYS, demo_profiles, demo_rows, demo_table
+from rfmflow.service.profiles import read_traits
 
 
 @pytest.mark.parametrize(
@@ -65,6 +66,20 @@ def test_demo_is_deterministic_and_relative_to_today() -> None:
     now_there = datetime.now(ZoneInfo("Pacific/Kiritimati")).date()
     default = demo_rows(timezone="Pacific/Kiritimati", customers=20)
     assert default == demo_rows(now_there, timezone="Pacific/Kiritimati", customers=20)
+
+
+def test_demo_profiles_are_valid_and_deterministic() -> None:
+    rows = demo_rows(date(2025, 6, 10), customers=300)
+    profiles = demo_profiles(rows)
+    assert profiles == demo_profiles(rows)
+    assert len(profiles) == len({r["customer_id"] for r in rows}) == 300
+    updates = [read_traits(p["traits"]) for p in profiles]
+    assert all(u.warnings == [] for u in updates)
+    assert all({"email", "name", "timezone", "language"} <= set(u.fields) for u in updates)
+    bot_users = {r["customer_id"] for r in rows if r["type"] == "command"}
+    with_chat = {p["customer_id"] for p in profiles if "telegram_chat_id" in p["traits"]}
+    assert with_chat == bot_users and 0 < len(bot_users) < 300
+    assert len({p["traits"]["email"] for p in profiles}) == 300
 
 
 class DemoServe(ServeProcess):
@@ -110,9 +125,16 @@ def test_serve_demo_loads_into_an_empty_database_only(database: Database, tmp_pa
         assert segments.status_code == 200
         counts = {s["name"]: s["customers"] for s in segments.json()["segments"]}
         assert len(counts) == 11 and all(counts.values()), counts
+        profile = httpx.get(
+            f"{server.url}/v1/customers/c00001/profile",
+            headers={"Authorization": f"Bearer {key.group(0)}"},
+            timeout=10,
+        ).json()
+        assert profile["email"].endswith("@example.com") and profile["timezone"] and profile["name"]
     finally:
         assert server.stop(signal.SIGTERM) == 0
     assert re.search(r"loaded demo data: [\d,]+ events of 2,000 customers", server.err.read_text())
+    assert "; 2,000 profiles" in server.err.read_text()
     assert re.search(r"scored 2,000 customers as of ", server.err.read_text())
     result = CliRunner().invoke(service_cli, ["import", "--demo", "--database-url", database.url])
     assert result.exit_code == 0, result.output
@@ -121,5 +143,6 @@ def test_serve_demo_loads_into_an_empty_database_only(database: Database, tmp_pa
     try:
         assert count_rows(engine, "customers") == 2000
         assert count_rows(engine, "events") == len(demo_rows(timezone="UTC"))
+        assert count_rows(engine, "customer_profiles") == 2000
     finally:
         engine.dispose()

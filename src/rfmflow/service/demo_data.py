@@ -9,7 +9,9 @@ gives the same events:
   loyal regulars, occasional buyers, frequent buyers who stopped months ago, one-time
   buyers old and recent, and customers who arrived in the last weeks;
 - Telegram-bot interactions: ``/start`` and other commands, messages to the shop, clicks
-  on broadcast buttons; some bot users never bought anything.
+  on broadcast buttons; some bot users never bought anything;
+- a profile per customer (:func:`demo_profiles`): name, email at ``example.com``, time zone
+  and language from eight countries, and a Telegram chat id for bot users.
 
 Every segment of the default scheme (``rfm11``) is populated when the events are scored as
 of ``today`` (a test checks it, and that the Telegram scheme's five segments are too).
@@ -34,6 +36,7 @@ from sqlalchemy.engine import Engine
 
 from rfmflow.service.events import EventIn
 from rfmflow.service.ingest import ingest
+from rfmflow.service.profiles import read_traits, upsert_profile
 from rfmflow.service.settings import Settings
 
 DEMO_SEED = 20240501
@@ -89,12 +92,14 @@ class DemoLoad:
     by_type: dict[str, int]
     first_date: date
     last_date: date
+    profiles: int = 0
 
     def describe(self) -> str:
         kinds = ", ".join(f"{n:,} {kind}" for kind, n in sorted(self.by_type.items(), key=lambda kv: -kv[1]))
         return (
             f"loaded demo data: {self.accepted:,} events of {self.customers:,} customers "
-            f"({kinds}) from {self.first_date} to {self.last_date}, relative to {self.today}"
+            f"({kinds}) from {self.first_date} to {self.last_date}, relative to {self.today}; "
+            f"{self.profiles:,} profiles"
         )
 
 
@@ -256,6 +261,45 @@ def demo_table(
     )
 
 
+FIRST_NAMES = (
+    "Ada", "Ben", "Chloe", "Dmitri", "Elif", "Farah", "Giulia", "Hiro", "Ines", "Jonas",
+    "Kasia", "Liam", "Maya", "Nikolai", "Olga", "Pedro", "Quinn", "Rosa", "Sven", "Tariq",
+)  # fmt: skip
+LAST_NAMES = (
+    "Abe", "Berg", "Costa", "Dubois", "Evans", "Fischer", "Garcia", "Hansen", "Ivanova", "Jensen",
+    "Kowalski", "Larsen", "Moreau", "Novak", "Okafor", "Petrov", "Rossi", "Silva", "Tanaka", "Weber",
+)  # fmt: skip
+ZONES = (
+    ("Europe/Berlin", "de"), ("Europe/London", "en-GB"), ("America/New_York", "en-US"),
+    ("Europe/Madrid", "es"), ("Asia/Tokyo", "ja"), ("Europe/Warsaw", "pl"), ("Asia/Dubai", "ar"),
+    ("America/Sao_Paulo", "pt-BR"),
+)  # fmt: skip
+TELEGRAM_CHAT_BASE = 7_100_000_000
+"""Demo Telegram chat ids are this plus the customer's number (private chats are positive)."""
+
+
+def demo_profiles(rows: list[dict[str, Any]], *, seed: int = DEMO_SEED) -> list[dict[str, Any]]:
+    """A profile's traits for each demo customer: name, email, time zone, language, and the
+    Telegram chat id of those who use the bot (who sent a command); deterministic."""
+    bot_users = {r["customer_id"] for r in rows if r["type"] == "command"}
+    out = []
+    for cid in sorted({r["customer_id"] for r in rows}):
+        r = random.Random(f"{seed}:profile:{cid}")
+        first, last = r.choice(FIRST_NAMES), r.choice(LAST_NAMES)
+        zone, language = r.choice(ZONES)
+        traits: dict[str, Any] = {
+            "firstName": first,
+            "lastName": last,
+            "email": f"{first}.{last}.{cid}@example.com".lower(),
+            "timezone": zone,
+            "language": language,
+        }
+        if cid in bot_users:
+            traits["telegram_chat_id"] = TELEGRAM_CHAT_BASE + int(cid.removeprefix("c"))
+        out.append({"customer_id": cid, "traits": traits})
+    return out
+
+
 def has_events(engine: Engine) -> bool:
     """Whether the service's database holds any event."""
     with engine.connect() as conn:
@@ -279,6 +323,13 @@ def load_demo(
     )
     accepted = duplicates = 0
     by_type: dict[str, int] = {}
+    stamp = datetime.now(UTC)
+    with engine.begin() as conn:
+        profiles = demo_profiles([{"customer_id": e.customer_id, "type": e.type} for e in events])
+        for profile in profiles:
+            upsert_profile(
+                conn, profile["customer_id"], read_traits(profile["traits"]), at=stamp, source=SOURCE
+            )
     for start in range(0, len(events), BATCH):
         chunk = events[start : start + BATCH]
         for result in ingest(engine, chunk, settings, source=SOURCE):
@@ -302,4 +353,5 @@ def load_demo(
         by_type=by_type,
         first_date=min(e.occurred_at for e in events).astimezone(zone).date(),
         last_date=max(e.occurred_at for e in events).astimezone(zone).date(),
+        profiles=len(profiles),
     )
