@@ -346,3 +346,27 @@ def test_moments_and_days_follow_the_zone(
         path, timezone="America/New_York", as_of=date(2023, 11, 20), rejects_path=tmp_path / "x"
     )
     assert scored.customers.column("recency_days").to_pylist() == [6]
+
+
+def test_a_large_import_pauses_live_rescoring_and_ends_with_one_run(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "history.csv"
+    rows = [f"c{n % 7},2024-0{1 + n % 5}-1{n % 9},purchase,{5 + n},o{n}" for n in range(40)]
+    path.write_text("customer_id,order_date,type,amount,order_id\n" + "\n".join(rows) + "\n")
+    report = run(engine, path, settings, live_limit=10)
+    assert report.accepted == 40 and report.scoring_run is not None
+    assert report.as_dict()["scoring_run"] == report.scoring_run
+    with engine.connect() as conn:
+        runs = conn.execute(sa.text("SELECT id, trigger, customers FROM scoring_runs")).all()
+        causes = set(conn.execute(sa.text("SELECT DISTINCT cause FROM segment_transitions")).scalars())
+        scored = conn.execute(sa.text("SELECT count(*) FROM customer_scores")).scalar_one()
+    assert [tuple(r) for r in runs] == [(report.scoring_run, "cli", 7)]
+    assert causes == {"run"} and scored == 7  # scored once, by the run: no live re-score per event
+    small = tmp_path / "small.csv"
+    small.write_text("customer_id,order_date,type,amount,order_id\nc1,2024-06-01,purchase,9,o99\n")
+    assert run(engine, small, settings, live_limit=10).scoring_run is None  # re-scored live
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM scoring_runs")).scalar_one() == 1
+        live = conn.execute(sa.text("SELECT cause FROM customer_scores WHERE customer_id = 'c1'"))
+    assert live.scalar_one() == "event"

@@ -386,6 +386,8 @@ def _print_report(report: Any) -> None:
         ("event ids", ids),
         ("time", f"{report.seconds:.1f} s ({report.rows_per_second:,.0f} rows/s)"),
     ]
+    if report.scoring_run is not None:
+        lines.append(("scoring", f"run {report.scoring_run} re-scored every customer (large import)"))
     width = max(len(k) for k, _ in lines)
     click.echo(f"imported {report.source}")
     for key, value in lines:

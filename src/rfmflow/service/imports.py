@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -44,9 +45,14 @@ from rfmflow.engines.duckdb_engine import EventRows, Progress, ScoreOptions, ope
 from rfmflow.service.db.engine import run_write
 from rfmflow.service.events import EVENT_TYPES, MAX_EVENT_BYTES, MONEY_TYPES, EventIn
 from rfmflow.service.ingest import FUTURE_TOLERANCE, FieldError, ItemResult, errors_from_validation, ingest
+from rfmflow.service.scoring_live import live_rescoring_paused
 from rfmflow.service.settings import Settings
 
 DEFAULT_BATCH = 10_000
+LIVE_LIMIT = 10_000
+"""Imports of more rows than this pause live re-scoring and end with one full scoring run."""
+RUN_WAIT_SECONDS = 600.0
+"""How long a large import waits for a scoring run in progress before its own."""
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 ID_COLUMN_NAMES = ("eventid", "id")
 """Columns taken as the event id when not mapped explicitly (normalised names, best first)."""
@@ -77,6 +83,8 @@ class ImportReport:
     last_date: date | None = None
     customers: int = 0
     seconds: float = 0.0
+    scoring_run: int | None = None
+    """The id of the full scoring run after a large import (see :data:`LIVE_LIMIT`)."""
 
     @property
     def rows_per_second(self) -> float:
@@ -98,6 +106,7 @@ class ImportReport:
             "id_column": self.id_column,
             "notes": self.notes,
             "rejects_path": self.rejects_path,
+            "scoring_run": self.scoring_run,
             "rejects": [{self.line_label: line, "reason": reason, "raw": raw} for line, reason, raw in shown],
             "rejects_truncated": len(shown) < len(self.rejects),
             "seconds": round(self.seconds, 3),
@@ -312,6 +321,14 @@ class _Tally:
     late_rejects: list[Reject] = field(default_factory=list)
 
 
+@contextmanager
+def _progress_stopped(progress: Progress) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        progress.stop()
+
+
 def _store_batches(
     target: Engine | Connection,
     rows: EventRows,
@@ -355,6 +372,8 @@ def import_events(
     batch_size: int = DEFAULT_BATCH,
     progress: Progress | None = None,
     source: str = SOURCE,
+    trigger: str = "cli",
+    live_limit: int = LIVE_LIMIT,
 ) -> ImportReport:
     """Import the events of ``data`` (a file path, a data frame or an Arrow table) into the
     service's database; see the module docstring.
@@ -363,6 +382,11 @@ def import_events(
     working directory) when there are any and ``write_rejects`` is true, after the rows
     were stored. With ``options.strict`` the first rejected row raises
     :class:`~rfmflow.core.errors.RejectedRowError` and nothing is written.
+
+    An import of more than ``live_limit`` rows stores its events with live re-scoring
+    paused, then re-scores everyone in one scoring run (``trigger``; waiting for a run in
+    progress), much faster than re-scoring each purchase as it is stored; a smaller import
+    re-scores live, as single events do.
     """
     started = time.perf_counter()
     progress = progress or Progress()
@@ -391,7 +415,8 @@ def import_events(
             )
         query = plan.stored_query()
         progress.start(f"Importing {Path(rows.source).name}", float(total))
-        try:
+        bulk = total > live_limit
+        with live_rescoring_paused() if bulk else nullcontext(), _progress_stopped(progress):
             if options.strict:
 
                 def work(conn: Connection) -> _Tally:
@@ -407,8 +432,11 @@ def import_events(
                     engine, rows, query, settings, batch_size=batch_size, strict=False, source=source,
                     progress=progress,
                 )  # fmt: skip
-        finally:
-            progress.stop()
+        scoring_run = None
+        if bulk and tally.accepted:
+            from rfmflow.service.scoring_jobs import run_now
+
+            scoring_run = run_now(engine, settings, trigger=trigger, wait_seconds=RUN_WAIT_SECONDS).id
         rejects = sorted(rejects + tally.late_rejects, key=lambda r: r[0])
         written: str | None = None
         if rejects and write_rejects:
@@ -431,6 +459,7 @@ def import_events(
             last_date=_date(last),
             customers=customers,
             seconds=time.perf_counter() - started,
+            scoring_run=scoring_run,
         )
 
 

@@ -258,6 +258,7 @@ def register(app: FastAPI) -> None:
                     options,
                     id_column=id_col,
                     rejects_path=rejects_path,
+                    trigger="api",
                 )
             except RejectedRowError as err:
                 return JSONResponse(
