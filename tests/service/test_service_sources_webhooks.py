@@ -65,6 +65,14 @@ def stored(server: Server) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+def profile_of(server: Server, customer_id: str) -> dict[str, Any]:
+    with server.client("agent") as client:
+        answer = client.get(f"/v1/customers/{customer_id}/profile")
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
 def customer(server: Server, customer_id: str) -> dict[str, Any]:
     with server.client("agent") as client:
         body: dict[str, Any] = client.get(f"/v1/customers/{customer_id}").json()
@@ -110,7 +118,10 @@ def stripe(
 
 
 def test_stripe_payment_stored_once(server: Server) -> None:
-    body = stripe_event("payment_intent.succeeded", payment_intent())
+    body = stripe_event(
+        "payment_intent.succeeded",
+        payment_intent(receipt_email="ada@example.com", shipping={"name": "Ada L", "phone": "+1 555 0100"}),
+    )
     first = stripe(server, body)
     assert first.status_code == 200, first.text
     assert first.json() == {
@@ -150,6 +161,13 @@ def test_stripe_payment_stored_once(server: Server) -> None:
     profile = customer(server, "cus_Q1pX")
     assert (profile["purchases"], profile["monetary"]) == (1, "15.00")
     assert metric(server, "rfmflow_events_ingested_total", source="stripe") == 2
+    traits = profile_of(server, "cus_Q1pX")
+    assert (traits["email"], traits["name"], traits["phone"], traits["source"]) == (
+        "ada@example.com",
+        "Ada L",
+        "+1 555 0100",
+        "stripe",
+    )
     assert metric(server, "rfmflow_events_duplicate_total", source="stripe") == 3
 
 
@@ -283,6 +301,7 @@ def test_shopify_order_and_refund(server: Server) -> None:
     assert rows["refund"]["amount_minor"] == -4194 and rows["refund"]["order_id"] == str(ORDER_ID)
     profile = customer(server, str(SHOPIFY_CUSTOMER))
     assert (profile["purchases"], profile["monetary"]) == (1, "361.06")
+    assert profile_of(server, str(SHOPIFY_CUSTOMER))["email"] == "jon@example.com"
     assert all(r["source"] == "shopify" for r in rows.values())
 
 
@@ -317,7 +336,7 @@ def woo_order(**changes: Any) -> dict[str, Any]:
         "date_modified_gmt": "2024-05-01T15:30:14",
         "total": "29.35",
         "customer_id": 26,
-        "billing": {"email": "john.doe@example.com"},
+        "billing": {"email": "john.doe@example.com", "first_name": "John", "last_name": "Doe"},
         "refunds": [],
         **changes,
     }
@@ -360,6 +379,10 @@ def test_woocommerce_orders(server: Server) -> None:
     ]
     assert refunded.json()["status"] == "accepted"
     assert (customer(server, "26")["purchases"], customer(server, "26")["monetary"]) == (1, "20.00")
+    assert (profile_of(server, "26")["email"], profile_of(server, "26")["name"]) == (
+        "john.doe@example.com",
+        "John Doe",
+    )
     tampered = woo(server, "order.created", woo_order(id=728), tamper=True)
     assert tampered.status_code == 400 and tampered.json()["code"] == "signature_mismatch"
     product = woo(server, "product.created", {"id": 5, "name": "Mug"})

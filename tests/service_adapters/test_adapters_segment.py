@@ -285,7 +285,7 @@ def test_identify_returns_traits_not_events() -> None:
         "userId": "97980cfea0067",
         "timestamp": "2024-05-01T10:00:00.000Z",
         "traits": {"name": "Peter Gibbons", "email": "peter@example.com", "plan": "premium", "logins": 5},
-        "context": {"ip": "8.8.8.8"},
+        "context": {"ip": "8.8.8.8", "timezone": "Europe/Paris"},
     }
     result = from_segment(message)
     assert result.events == [] and result.ignored is None
@@ -295,6 +295,7 @@ def test_identify_returns_traits_not_events() -> None:
         "user_id": "97980cfea0067",
         "anonymous_id": "507f191e810c19729de860ea",
         "traits": {"name": "Peter Gibbons", "email": "peter@example.com", "plan": "premium", "logins": 5},
+        "context": {"timezone": "Europe/Paris"},
         "occurred_at": datetime(2024, 5, 1, 10, tzinfo=UTC),
     }
     with pytest.raises(AdapterError, match=r"^traits: not a JSON object"):

@@ -324,12 +324,32 @@ class _Outcome:
         return out
 
 
+def store_traits(
+    engine: Engine,
+    customer_id: str,
+    traits: Mapping[str, Any],
+    *,
+    at: datetime,
+    source: str,
+    context: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Merge ``traits`` (dated ``at``) into the customer's profile; the warnings."""
+    update = read_traits(traits, context)
+    with engine.begin() as conn:
+        upsert_profile(conn, customer_id, update, at=at, source=source)
+    return update.warnings
+
+
 def store_identify(engine: Engine, identify: Mapping[str, Any], *, source: str) -> list[str]:
     """Merge an ``identify`` call's traits into the customer's profile; the warnings."""
-    update = read_traits(identify.get("traits") or {}, identify.get("context"))
-    with engine.begin() as conn:
-        upsert_profile(conn, identify["customer_id"], update, at=identify["occurred_at"], source=source)
-    return update.warnings
+    return store_traits(
+        engine,
+        identify["customer_id"],
+        identify.get("traits") or {},
+        at=identify["occurred_at"],
+        source=source,
+        context=identify.get("context"),
+    )
 
 
 async def segment_call(request: Request, call: str | None) -> JSONResponse:
@@ -663,6 +683,21 @@ async def webhook_call(request: Request, hook: Webhook) -> JSONResponse:
     except sa.exc.SQLAlchemyError as err:
         return _unavailable(err)
     svc.metrics.count_results(results, source=hook.source)
+    if result.traits and not any(r.status == "rejected" for r in results):
+        first = result.events[0]
+        try:
+            warnings = await run_in_threadpool(
+                store_traits,
+                svc.engine,
+                first.customer_id,
+                result.traits,
+                at=first.occurred_at,
+                source=hook.source,
+            )
+        except sa.exc.SQLAlchemyError as err:  # the events are stored; the vendor's retry is a duplicate
+            return _unavailable(err)
+        for warning in warnings:
+            log.info("webhook trait not used", extra={"source": hook.source, "warning": warning})
     return _webhook_answer(request, hook, results)
 
 

@@ -51,12 +51,14 @@ class AdapterResult:
     charge with several refunds); ``ignored`` says why a well-formed message carries nothing
     rfmflow counts (unknown event name, unpaid order, no customer to attribute it to); and
     ``identify`` carries a Segment ``identify`` call (customer id, traits, time), which is not
-    an RFM event but a profile update.
+    an RFM event but a profile update; ``traits`` are what a shop's webhook says about the
+    customer of its events (email, name, phone, locale), merged into their profile.
     """
 
     events: list[EventIn] = field(default_factory=list)
     ignored: str | None = None
     identify: dict[str, Any] | None = None
+    traits: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def skip(cls, reason: str) -> AdapterResult:
@@ -136,6 +138,11 @@ def as_object(value: Any, where: str) -> dict[str, Any]:
 def optional_object(value: Any, where: str) -> dict[str, Any]:
     """A JSON object that may be absent (``None`` gives an empty dict)."""
     return {} if value is None else as_object(value, where)
+
+
+def contact_traits(**values: Any) -> dict[str, Any]:
+    """The non-empty string values among ``values`` (trait name -> value), stripped."""
+    return {k: v.strip() for k, v in values.items() if isinstance(v, str) and v.strip()}
 
 
 def identifier(value: Any, where: str) -> str:

@@ -155,7 +155,11 @@ def _translate(
                 "user_id": optional_identifier(msg.get("userId"), "userId"),
                 "anonymous_id": optional_identifier(msg.get("anonymousId"), "anonymousId"),
                 "traits": traits,
-                "context": optional_object(msg.get("context"), "context"),
+                "context": {
+                    k: v
+                    for k, v in optional_object(msg.get("context"), "context").items()
+                    if k in ("timezone", "locale")
+                },
                 "occurred_at": occurred_at,
             }
         )

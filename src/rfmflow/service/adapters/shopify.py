@@ -36,6 +36,7 @@ from .common import (
     as_object,
     base64_hmac,
     build_event,
+    contact_traits,
     currency,
     email,
     identifier,
@@ -111,7 +112,16 @@ def _order(order: dict[str, Any]) -> AdapterResult:
         order_id=order_id,
         properties=props,
     )
-    return AdapterResult(events=[event])
+    customer = order.get("customer")
+    customer = customer if isinstance(customer, dict) else {}
+    traits = contact_traits(
+        email=order.get("email") or order.get("contact_email") or customer.get("email"),
+        firstName=customer.get("first_name"),
+        lastName=customer.get("last_name"),
+        phone=order.get("phone") or customer.get("phone"),
+        locale=order.get("customer_locale"),
+    )
+    return AdapterResult(events=[event], traits=traits)
 
 
 def _refund(refund: dict[str, Any], lookup: CustomerLookup | None) -> AdapterResult:

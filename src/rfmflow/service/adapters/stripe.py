@@ -52,6 +52,7 @@ from .common import (
     TimestampToleranceError,
     as_object,
     build_event,
+    contact_traits,
     currency,
     email,
     from_minor_units,
@@ -191,7 +192,7 @@ def _payment_intent(evt: dict[str, Any], obj: dict[str, Any], customer_key: str)
         order_id=order_id,
         properties=_provenance(evt, payment_intent=intent),
     )
-    return AdapterResult(events=[event])
+    return AdapterResult(events=[event], traits=_traits(obj))
 
 
 def _charge_refunded(
@@ -271,6 +272,19 @@ def _charge_refunded(
         properties=props,
     )
     return AdapterResult(events=[event])
+
+
+def _traits(obj: dict[str, Any]) -> dict[str, Any]:
+    """What a payment says about its payer: receipt e-mail, else the billing details."""
+    billing = obj.get("billing_details")
+    billing = billing if isinstance(billing, dict) else {}
+    shipping = obj.get("shipping")
+    shipping = shipping if isinstance(shipping, dict) else {}
+    return contact_traits(
+        email=obj.get("receipt_email") or billing.get("email"),
+        name=billing.get("name") or shipping.get("name"),
+        phone=billing.get("phone") or shipping.get("phone"),
+    )
 
 
 def _customer(obj: dict[str, Any], customer_key: str) -> tuple[str, str] | None:

@@ -37,6 +37,7 @@ from .common import (
     as_object,
     base64_hmac,
     build_event,
+    contact_traits,
     email,
     identifier,
     optional_object,
@@ -146,7 +147,14 @@ def from_woocommerce(
             )
     if not events:
         return AdapterResult.skip(f"order {order_id}: nothing paid or refunded")
-    return AdapterResult(events=events)
+    billing = optional_object(order.get("billing"), "billing")
+    traits = contact_traits(
+        email=billing.get("email"),
+        firstName=billing.get("first_name"),
+        lastName=billing.get("last_name"),
+        phone=billing.get("phone"),
+    )
+    return AdapterResult(events=events, traits=traits)
 
 
 def _customer(order: dict[str, Any]) -> tuple[str, str] | None:
