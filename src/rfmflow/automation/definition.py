@@ -477,7 +477,11 @@ def _goal(r: _Reader, value: Any) -> Goal:
 
 
 def _sandbox() -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    """Templates run here: no access to Python internals, no mutation, a missing value is
+    empty text (not ``None``), a name the checks did not allow is an error."""
+    return ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=False, finalize=lambda v: "" if v is None else v
+    )
 
 
 def check_template(r: _Reader, text: str, where: str, variables: Mapping[str, str]) -> None:
