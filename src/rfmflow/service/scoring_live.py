@@ -50,6 +50,7 @@ from rfmflow.service.db.store import _bulk_insert
 from rfmflow.service.db.tables import NO_SEGMENT, customer_scores, scoring_runs, segment_transitions
 from rfmflow.service.scoring_schemes import SchemeVersion, active_scheme, ensure_active_scheme
 from rfmflow.service.settings import Settings
+from rfmflow.service.tags import sync_rule_tags
 
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 DIALECTS = {"sqlite": "sqlite", "postgresql": "postgres"}
@@ -512,6 +513,8 @@ def rescore_customers(
         if moved:
             conn.execute(sa.insert(segment_transitions), moved)
         moves += len(moved)
+    if cause == "event":  # a run syncs everyone's rule tags itself, after its late customers
+        sync_rule_tags(conn, version.scheme, at=moment, actor="event", customer_ids=ids)
     return moves
 
 
