@@ -260,6 +260,17 @@ customer_profiles = sa.Table(
     sa.Index(None, "email"),
     sa.Index(None, "telegram_chat_id"),
 )
+# 0004: the customer list's search (`q`): a case-insensitive prefix of the email or the name
+sa.Index(
+    "ix_customer_profiles_email_lower",
+    sa.func.lower(customer_profiles.c.email).label("email_lower"),
+    postgresql_ops={"email_lower": "text_pattern_ops"},
+)
+sa.Index(
+    "ix_customer_profiles_name_lower",
+    sa.func.lower(customer_profiles.c.name).label("name_lower"),
+    postgresql_ops={"name_lower": "text_pattern_ops"},
+)
 
 tag_groups = sa.Table(
     "tag_groups",
