@@ -16,6 +16,8 @@ variable                    default                                      meaning
 ``RFMFLOW_HOST``            ``127.0.0.1``                                address ``serve`` listens on
 ``RFMFLOW_PORT``            ``8000``                                     port ``serve`` listens on
 ``RFMFLOW_LOG_LEVEL``       ``INFO``                                     DEBUG, INFO, WARNING or ERROR
+``RFMFLOW_SECRET_KEY``      generated, kept in ``<data dir>/secret_key``  signs dashboard sessions (32+
+                                                                         characters; never shown)
 ==========================  ===========================================  ====================================
 
 Sources (Segment-compatible endpoints and webhooks; secrets are never shown in messages or
@@ -79,6 +81,9 @@ class Settings:
     """Shopify signing secrets; empty = the Shopify webhook is not configured."""
     woocommerce_webhook_secret: str = field(default="", repr=False)
     """The WooCommerce webhook's secret; empty = the WooCommerce webhook is not configured."""
+    secret_key: str = field(default="", repr=False)
+    """Signs the dashboard's session cookies; empty = generated once and kept in the data
+    directory (:mod:`rfmflow.dashboard.session`)."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -96,6 +101,11 @@ class Settings:
             )
         object.__setattr__(self, "log_level", self.log_level.upper())
         _check_source_secrets(self)
+        if self.secret_key and len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
+            raise SettingsError(
+                f"{PREFIX}SECRET_KEY: use at least {MIN_SECRET_KEY_LENGTH} random characters "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
 
     @property
     def zone(self) -> ZoneInfo:
@@ -142,6 +152,7 @@ def _check_timezone(name: str) -> None:
 
 
 MIN_WRITE_KEY_LENGTH = 16
+MIN_SECRET_KEY_LENGTH = 32
 
 
 def _check_source_secrets(settings: Settings) -> None:
@@ -248,4 +259,5 @@ def load_settings(
         stripe_webhook_secrets=_secret_list(get("STRIPE_WEBHOOK_SECRET")),
         shopify_webhook_secrets=_secret_list(get("SHOPIFY_WEBHOOK_SECRET")),
         woocommerce_webhook_secret=get("WOOCOMMERCE_WEBHOOK_SECRET") or "",
+        secret_key=get("SECRET_KEY") or "",
     )

@@ -1,0 +1,198 @@
+"""The overview's numbers: the R×F grid, the customers behind a cell of the transition
+matrix, and health warnings.
+
+Segment sizes now, the trend (the runs' snapshots) and the transition matrix come from the
+service's own read functions (:func:`rfmflow.service.scoring.segment_summary`,
+:func:`rfmflow.service.history.snapshots`, :func:`rfmflow.service.scoring.transition_matrix`),
+so the dashboard shows what ``GET /v1/segments``, ``GET /v1/snapshots`` and
+``GET /v1/transitions`` answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from rfmflow.core.coverage import check_coverage
+from rfmflow.core.scheme import Scheme
+from rfmflow.service.db.tables import NO_SEGMENT, customer_scores, customers, segment_transitions
+from rfmflow.service.scoring_live import EPOCH_ORDINAL
+
+TOP_SHARE_LIMIT = 0.20
+"""A segment the scheme marks ``top`` holding more than this share of customers is a warning."""
+LARGEST_SHARE_LIMIT = 0.50
+"""Any one segment holding more than this share of customers is a warning."""
+STALE_DAYS = 2
+"""The newest run older than this many days (as-of against today) is a warning."""
+NONE_SEGMENT = "(none)"
+"""The transition matrix's row for customers not yet scored on the first day."""
+
+
+def day_number(value: date) -> int:
+    return value.toordinal() - EPOCH_ORDINAL
+
+
+@dataclass(frozen=True)
+class GridCell:
+    r: int
+    f: int
+    customers: int
+    revenue_minor: int
+    segments: list[tuple[str, int]]
+
+
+def rf_grid(conn: Connection) -> list[GridCell]:
+    """Customers and revenue (net purchases, all time) per R and F score of the stored scores,
+    with the segments in each cell."""
+    cs = customer_scores.c
+    rows = conn.execute(
+        sa.select(
+            cs.r_score,
+            cs.f_score,
+            cs.segment,
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(customers.c.monetary_minor), 0),
+        )
+        .select_from(customer_scores.outerjoin(customers, customers.c.customer_id == cs.customer_id))
+        .group_by(cs.r_score, cs.f_score, cs.segment)
+    ).all()
+    cells: dict[tuple[int, int], GridCell] = {}
+    for r, f, segment, n, revenue in rows:
+        key = (int(r), int(f))
+        cell = cells.get(key) or GridCell(key[0], key[1], 0, 0, [])
+        cell.segments.append((str(segment), int(n)))
+        cells[key] = GridCell(
+            key[0], key[1], cell.customers + int(n), cell.revenue_minor + int(revenue), cell.segments
+        )
+    for cell in cells.values():
+        cell.segments.sort(key=lambda s: (-s[1], s[0]))
+    return sorted(cells.values(), key=lambda c: (-c.r, c.f))
+
+
+def movers(
+    conn: Connection,
+    from_day: int,
+    to_day: int,
+    source: str,
+    target: str,
+    *,
+    after: str | None,
+    limit: int,
+) -> tuple[list[str], bool]:
+    """Customer ids (by id, after ``after``) in segment ``source`` on ``from_day`` (``(none)``:
+    not scored yet) and ``target`` on ``to_day``, as the transition matrix counts them; and
+    whether there are more."""
+    t = segment_transitions.c
+
+    def on(day: int, name: str) -> sa.Subquery:
+        ranked = (
+            sa.select(
+                t.customer_id,
+                t.to_segment,
+                sa.func.row_number()
+                .over(partition_by=t.customer_id, order_by=(t.day.desc(), t.id.desc()))
+                .label("rn"),
+            )
+            .where(t.day <= day)
+            .subquery(name)
+        )
+        return (
+            sa.select(ranked.c.customer_id, ranked.c.to_segment.label("segment"))
+            .where(ranked.c.rn == 1)
+            .subquery(f"{name}_last")
+        )
+
+    a, b = on(from_day, "a"), on(to_day, "b")
+    query = (
+        sa.select(b.c.customer_id)
+        .select_from(b.outerjoin(a, a.c.customer_id == b.c.customer_id))
+        .where(b.c.segment == target)
+    )
+    query = query.where(a.c.segment.is_(None) if source == NONE_SEGMENT else a.c.segment == source)
+    if after is not None:
+        query = query.where(b.c.customer_id > after)
+    ids = [str(x) for x in conn.execute(query.order_by(b.c.customer_id).limit(limit + 1)).scalars()]
+    return ids[:limit], len(ids) > limit
+
+
+@dataclass(frozen=True)
+class Warning:
+    """A health warning: what was found, and where to look (a customer list, or None)."""
+
+    message: str
+    href: str | None = None
+    customers: int | None = None
+
+
+CHECKS = (
+    f"a segment the scheme marks top (for example Champions) holds more than {TOP_SHARE_LIMIT:.0%} "
+    "of customers",
+    f"one segment holds more than {LARGEST_SHARE_LIMIT:.0%} of customers",
+    "customers match no segment rule, or the scheme leaves score combinations uncovered",
+    f"the newest scoring run is more than {STALE_DAYS} days old, or there is none",
+    "ties left fewer distinct scores than the scheme's bins in the newest run",
+)
+"""What :func:`health` checks, for the page to say."""
+
+
+def health(
+    summary: dict[str, Any], scheme: Scheme, newest_run: dict[str, Any] | None, *, today: date
+) -> list[Warning]:
+    """Warnings from the current segment counts, the scheme and the newest run."""
+    out: list[Warning] = []
+    total = int(summary["customers"])
+    for seg in summary["segments"]:
+        href = f"/customers?segment={seg['name']}"
+        if seg["top"] and total and seg["share"] > TOP_SHARE_LIMIT:
+            out.append(
+                Warning(
+                    f"top segment {seg['name']} holds {seg['share']:.1%} of customers (over "
+                    f"{TOP_SHARE_LIMIT:.0%}): the scores may be too generous, or ties lump customers "
+                    "together",
+                    href,
+                    seg["customers"],
+                )
+            )
+        elif total and seg["share"] > LARGEST_SHARE_LIMIT:
+            out.append(
+                Warning(
+                    f"segment {seg['name']} holds {seg['share']:.1%} of customers (over "
+                    f"{LARGEST_SHARE_LIMIT:.0%}): the map separates few of them",
+                    href,
+                    seg["customers"],
+                )
+            )
+        if seg["name"] == NO_SEGMENT and seg["customers"]:
+            out.append(Warning("customers match no segment rule of the scheme", href, seg["customers"]))
+    for message in check_coverage(scheme).messages():
+        out.append(Warning(f"scheme: {message}"))
+    if newest_run is None:
+        out.append(
+            Warning(
+                "no scoring run yet: the segments are only live re-scores (POST /v1/runs, or wait for "
+                "the schedule)"
+            )
+        )
+    else:
+        as_of = date.fromisoformat(newest_run["as_of"])
+        age = (today - as_of).days
+        if age > STALE_DAYS:
+            out.append(
+                Warning(
+                    f"the newest scoring run is {age} days old (as of {as_of.isoformat()}): is the "
+                    "scheduler running?"
+                )
+            )
+        for column, counts in (newest_run.get("score_counts") or {}).items():
+            key = {"r_score": "recency", "f_score": "frequency", "m_score": "monetary"}.get(column)
+            bins = scheme.bins(key) if key else None  # type: ignore[arg-type]
+            used = sum(1 for n in counts.values() if int(n) > 0)
+            if bins and 0 < used < bins:
+                out.append(
+                    Warning(f"{column}: ties left {used} distinct scores of {bins} in run {newest_run['id']}")
+                )
+    return out

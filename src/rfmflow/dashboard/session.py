@@ -1,0 +1,194 @@
+"""Dashboard sessions: a signed cookie naming the API key that signed in, checked on every request.
+
+The cookie holds ``<payload>.<mac>``: the payload (URL-safe base64 of JSON) names the key's
+id, a fingerprint of the key's stored hash, when the session was issued and when it expires,
+and a random nonce; the MAC is HMAC-SHA256 over it with the secret key. The API key itself
+is never stored in the cookie. On each request the key is read again from ``api_keys``: a
+revoked (or replaced) key, an ``ingest`` key or an expired session ends the session.
+
+The secret is ``RFMFLOW_SECRET_KEY`` when set, else one generated on first use and kept in
+``<data dir>/secret_key`` (mode 0600; created atomically, so processes sharing the data
+directory agree on one). Servers that do not share a data directory (several machines on one
+PostgreSQL) must be given the same ``RFMFLOW_SECRET_KEY``.
+
+Forms are protected from cross-site requests by a per-session CSRF token (an HMAC of the
+session's nonce), sent back in a hidden field; the sign-in form, which has no session yet,
+uses a random token in a short-lived cookie and the same token in the form (double submit).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from rfmflow.service.auth import ApiKey
+from rfmflow.service.db.tables import api_keys
+from rfmflow.service.settings import MIN_SECRET_KEY_LENGTH, Settings, SettingsError
+
+SESSION_COOKIE = "rfmflow_session"
+LOGIN_COOKIE = "rfmflow_login"
+SESSION_SECONDS = 12 * 3600
+"""A session ends this long after sign-in (sign in again)."""
+LOGIN_SECONDS = 3600
+SECRET_FILE = "secret_key"
+SIGN_IN_ROLES = ("admin", "analyst", "agent")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+
+
+def load_secret(settings: Settings) -> bytes:
+    """``RFMFLOW_SECRET_KEY``, else the generated secret kept in the data directory."""
+    if settings.secret_key:
+        return settings.secret_key.encode("utf-8")
+    path = Path(settings.data_dir) / SECRET_FILE
+    existing = _read_secret(path)
+    if existing is not None:
+        return existing
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(secrets.token_urlsafe(48) + "\n")
+        try:
+            os.link(temp, path)  # atomic: the first process to link wins, the others read its secret
+        except FileExistsError:
+            pass
+        finally:
+            temp.unlink()
+    except OSError as err:
+        raise SettingsError(
+            f"RFMFLOW_SECRET_KEY is not set and {path} cannot be written ({err.strerror}); "
+            "set RFMFLOW_SECRET_KEY to 32 or more random characters"
+        ) from None
+    found = _read_secret(path)
+    if found is None:
+        raise SettingsError(
+            f"{path}: the dashboard's secret key is shorter than {MIN_SECRET_KEY_LENGTH} characters"
+        )
+    return found
+
+
+def _read_secret(path: Path) -> bytes | None:
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+    return text.encode("ascii") if len(text) >= MIN_SECRET_KEY_LENGTH else None
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What a valid session cookie says."""
+
+    key_id: int
+    fingerprint: str
+    issued: int
+    expires: int
+    nonce: str
+
+
+@dataclass(frozen=True)
+class Session:
+    """A signed-in user: the API key (still active) and the session's CSRF token."""
+
+    key: ApiKey
+    claims: Claims
+    csrf: str
+
+    def allows(self, permission: str) -> bool:
+        return self.key.allows(permission)
+
+
+class Signer:
+    """Signs and checks session cookies and CSRF tokens with one secret."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _mac(self, purpose: str, data: bytes) -> bytes:
+        return hmac.new(self._secret, purpose.encode("ascii") + b"\0" + data, hashlib.sha256).digest()
+
+    def fingerprint(self, secret_hash: str) -> str:
+        """Ties a session to one key's stored hash (a new key under an old id does not match)."""
+        return _b64(self._mac("key", secret_hash.encode("ascii")))[:22]
+
+    def issue(self, key_id: int, secret_hash: str, *, now: int) -> tuple[str, Claims]:
+        claims = Claims(
+            key_id, self.fingerprint(secret_hash), now, now + SESSION_SECONDS, secrets.token_hex(16)
+        )
+        payload = json.dumps(
+            [claims.key_id, claims.fingerprint, claims.issued, claims.expires, claims.nonce],
+            separators=(",", ":"),
+        ).encode("utf-8")
+        body = _b64(payload)
+        return f"{body}.{_b64(self._mac('session', body.encode('ascii')))}", claims
+
+    def read(self, cookie: str, *, now: int) -> Claims | None:
+        """The claims of a genuine, unexpired cookie; None otherwise."""
+        body, _, mac = cookie.partition(".")
+        if not body or not mac:
+            return None
+        try:
+            expected = self._mac("session", body.encode("ascii"))
+            if not hmac.compare_digest(_unb64(mac), expected):
+                return None
+            data = json.loads(_unb64(body))
+        except (binascii.Error, UnicodeError, ValueError):
+            return None
+        if not isinstance(data, list) or len(data) != 5:
+            return None
+        key_id, fingerprint, issued, expires, nonce = data
+        if not (isinstance(key_id, int) and isinstance(issued, int) and isinstance(expires, int)):
+            return None
+        if not (isinstance(fingerprint, str) and isinstance(nonce, str)) or now >= expires:
+            return None
+        return Claims(key_id, fingerprint, issued, expires, nonce)
+
+    def csrf(self, nonce: str) -> str:
+        return _b64(self._mac("csrf", nonce.encode("ascii")))
+
+    def csrf_ok(self, claims: Claims, token: str | None) -> bool:
+        return token is not None and hmac.compare_digest(
+            token.encode("utf-8"), self.csrf(claims.nonce).encode()
+        )
+
+
+def session_key(conn: Connection, signer: Signer, claims: Claims) -> ApiKey | None:
+    """The session's key when it is still active, still the same key, and may sign in."""
+    row = conn.execute(sa.select(api_keys).where(api_keys.c.id == claims.key_id)).first()
+    if row is None or row.revoked_at is not None or row.role not in SIGN_IN_ROLES:
+        return None
+    if not hmac.compare_digest(signer.fingerprint(row.secret_hash), claims.fingerprint):
+        return None
+    return ApiKey(row.id, row.name, row.prefix, row.role, row.created_at, row.revoked_at)
+
+
+def secret_hash_of(conn: Connection, key_id: int) -> str:
+    return str(conn.execute(sa.select(api_keys.c.secret_hash).where(api_keys.c.id == key_id)).scalar_one())
+
+
+def login_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def login_token_ok(cookie: str | None, form: str | None) -> bool:
+    if not cookie or not form:
+        return False
+    return hmac.compare_digest(cookie.encode("utf-8"), form.encode("utf-8"))
