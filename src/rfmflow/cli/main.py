@@ -134,6 +134,12 @@ def _register() -> None:
 
     main.add_command(worker)
     scheme.add_command(scheme_apply)
+    from rfmflow.service.cli_tags import tags
+
+    main.add_command(tags)
+    from rfmflow.service.cli_exports import export
+
+    main.add_command(export)
 
 
 @main.command()

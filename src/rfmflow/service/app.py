@@ -8,7 +8,8 @@ Endpoints (roles in brackets):
   all or nothing (422 and nothing written when any item is rejected). A single event answers
   200 (``accepted`` or ``duplicate``) or 422 with field errors. Limits: 32 KB per event,
   500 KB per request (413).
-- ``GET /v1/customers/{customer_id}`` [admin, analyst, agent]: the customer's aggregates.
+- ``GET /v1/customers``, ``GET /v1/customers/{customer_id}`` and the other reads: route modules
+  (:func:`_route_modules`).
 - ``GET /healthz`` (the process answers), ``GET /readyz`` (the database answers and is
   migrated), ``GET /metrics`` (Prometheus text), ``GET /openapi.json``, ``GET /docs``
   (a self-contained page; nothing is fetched from the internet). These need no key.
@@ -25,13 +26,11 @@ import time
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
@@ -41,10 +40,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from rfmflow.service.auth import PERMISSIONS, ApiKey, authenticate
 from rfmflow.service.db.engine import create_db_engine
 from rfmflow.service.db.migrate import current_revision, head_revision
-from rfmflow.service.db.store import read_customer
 from rfmflow.service.docs_page import render_docs
 from rfmflow.service.events import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, EventIn
-from rfmflow.service.ingest import EPOCH_ORDINAL, FieldError, ItemResult, ingest, raw_event_id, validate_item
+from rfmflow.service.ingest import FieldError, ItemResult, ingest, raw_event_id, validate_item
 from rfmflow.service.metrics import CONTENT_TYPE, Metrics
 from rfmflow.service.settings import Settings
 
@@ -167,28 +165,6 @@ def _name_rejected(results: list[ItemResult], items: list[Any]) -> list[ItemResu
         ItemResult(r.index, raw_event_id(items[r.index]), r.status, r.errors) if r.event_id is None else r
         for r in results
     ]
-
-
-def _customer_out(row: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    def day_text(day: int | None) -> str | None:
-        return None if day is None else date.fromordinal(day + EPOCH_ORDINAL).isoformat()
-
-    counts = {k.removeprefix("n_"): v for k, v in row.items() if k.startswith("n_") and k != "n_events"}
-    monetary = Decimal(int(row["monetary_minor"])).scaleb(-settings.money_decimals)
-    return {
-        "customer_id": row["customer_id"],
-        "first_event_date": day_text(row["first_day"]),
-        "last_event_date": day_text(row["last_day"]),
-        "last_purchase_date": day_text(row["last_purchase_day"]),
-        "purchases": row["purchases"],
-        "monetary": format(monetary, "f"),
-        "monetary_minor": row["monetary_minor"],
-        "currency": settings.currency,
-        "events": row["n_events"],
-        "event_counts": counts,
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
-    }
 
 
 # --- response models (for the OpenAPI schema) -----------------------------------------------
@@ -332,13 +308,28 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
 def _route_modules() -> list[Callable[[FastAPI], None]]:
     """Route groups kept in their own modules, each with ``register(app)``."""
-    from rfmflow.service import routes_imports, routes_profiles, routes_scoring, routes_sources
+    from rfmflow.dashboard import routes as dashboard_routes
+    from rfmflow.service import (
+        routes_customers,
+        routes_exports,
+        routes_history,
+        routes_imports,
+        routes_profiles,
+        routes_scoring,
+        routes_sources,
+        routes_tags,
+    )
 
     return [
         routes_sources.register,
         routes_scoring.register,
         routes_imports.register,
         routes_profiles.register,
+        routes_tags.register,
+        routes_customers.register,  # GET /v1/customers, /v1/customers/{id}, .../segment
+        routes_history.register,  # GET /v1/snapshots, /v1/transitions/moves
+        routes_exports.register,  # GET /v1/exports/...
+        dashboard_routes.register,  # the dashboard's pages under / (rfmflow.dashboard)
     ]
 
 
@@ -451,22 +442,6 @@ def _routes(app: FastAPI) -> None:
                 f"event is {len(body) / 1024:.1f} KB; the limit is {MAX_EVENT_BYTES // 1024} KB"
             )
         return await _post_one(request, svc, payload)
-
-    @app.get(
-        "/v1/customers/{customer_id}",
-        tags=["customers"],
-        summary="A customer's aggregates (role: admin, analyst or agent)",
-    )
-    def get_customer(
-        svc: ServiceDep,
-        _key: Annotated[ApiKey, Depends(require("customers:read"))],
-        customer_id: Annotated[str, Path(min_length=1, max_length=256)],
-    ) -> dict[str, Any]:
-        with svc.engine.connect() as conn:
-            row = read_customer(conn, customer_id)
-        if row is None:
-            raise HTTPException(404, f"no customer {customer_id!r}")
-        return _customer_out(row, svc.settings)
 
 
 async def _run_ingest(
