@@ -6,13 +6,14 @@
 
 For each database, on a freshly migrated schema:
 
-1. **Load**: ``--events`` purchases of ``--customers`` customers (skewed: customer ``k`` of ``N``
-   gets a share of the events proportional to ``k^(-1/3)``; days spread over two years; one
-   order each) are generated *inside* the database (``generate_series`` / a recursive CTE),
-   then the customers' aggregates are rebuilt.
+1. **Load**: ``--events`` purchases of ``--customers`` customers generated *inside* the
+   database by ``bench_rescore.load`` (every customer has at least one event, the rest skewed:
+   customer ``k`` of ``N`` gets a share proportional to ``k^(-1/3)``; days spread over two
+   years; one order each), then the customers' aggregates are rebuilt.
 2. **Full run**: :func:`rfmflow.service.scoring.run_scoring` with ``rfm11`` (quantiles): the
    RFM query inside the database into the stage, the swap, bands, transitions. Target
-   (issue): 1M customers from 10M events in under 30 s.
+   (issue): 1M customers from 10M events in under 30 s; ``bench_rescore.py`` measures it in
+   detail (phases, a same-run baseline, repeated runs on a kept database).
 3. **Live**: ``--samples`` single purchases by random customers, one after another, each through
    :func:`rfmflow.service.ingest.ingest` (validation, idempotent insert, aggregates and the
    live re-score in one transaction). The segment is readable when ``ingest`` returns (the
@@ -48,10 +49,13 @@ import sqlalchemy as sa
 from rfmflow.service import ingest as ingest_module
 from rfmflow.service.db import create_db_engine, upgrade
 from rfmflow.service.events import EventIn
-from rfmflow.service.ingest import ingest, rebuild_customers
+from rfmflow.service.ingest import ingest
 from rfmflow.service.scoring import run_scoring
 from rfmflow.service.scoring_live import business_day
 from rfmflow.service.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_rescore import load
 
 POSTGRES_URL = os.environ.get("RFMFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TARGET_P99_MS = 50.0
@@ -79,43 +83,6 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
-def load(engine: sa.Engine, customers: int, events: int, today: int) -> None:
-    """Generate the purchases inside the database (no rows through Python)."""
-    # h in [0, 1): a hash of g; customer = N * h^1.5 (skewed), day = today - (g * 7) % 730.
-    if engine.dialect.name == "postgresql":
-        sql = f"""
-        INSERT INTO events (event_id, customer_id, event_type, occurred_at, received_at, day, amount_minor,
-                            currency, order_id, properties, source)
-        SELECT 'b' || g, 'c' || CAST(FLOOR({customers} * POWER(h, 1.5)) AS BIGINT), 'purchase',
-               TIMESTAMPTZ '1970-01-01 12:00:00+00' + ({today} - (g * 7) % 730) * INTERVAL '1 day',
-               TIMESTAMPTZ '2000-01-01 00:00:00+00', {today} - (g * 7) % 730,
-               100 + (g::bigint * 7919) % 50000,
-               'USD', 'o' || g, NULL, 'import'
-        FROM (SELECT g, ((g::bigint * 2654435761) % 1000003) / 1000003.0 AS h
-              FROM generate_series(1, {events}) AS g) AS s"""
-    else:
-        sql = f"""
-        WITH RECURSIVE seq(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM seq WHERE g < {events}),
-        s AS (SELECT g, ((g * 2654435761) % 1000003) / 1000003.0 AS h FROM seq)
-        INSERT INTO events (event_id, customer_id, event_type, occurred_at, received_at, day, amount_minor,
-                            currency, order_id, properties, source)
-        SELECT 'b' || g, 'c' || CAST({customers} * (h * sqrt(h)) AS INTEGER), 'purchase',
-               strftime('%Y-%m-%d 12:00:00.000000', ({today} - (g * 7) % 730) * 86400, 'unixepoch'),
-               '2000-01-01 00:00:00.000000', {today} - (g * 7) % 730, 100 + (g * 7919) % 50000,
-               'USD', 'o' || g, NULL, 'import'
-        FROM s"""
-    if engine.dialect.name == "postgresql":
-        sql = sql.replace("%", "%%")
-    with engine.begin() as conn:
-        conn.exec_driver_sql(sql)
-        if engine.dialect.name == "postgresql":
-            conn.exec_driver_sql("ANALYZE events")
-    rebuild_customers(engine)
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.exec_driver_sql("ANALYZE customers")
 
 
 def pct(values: list[float], q: float) -> float:

@@ -243,6 +243,25 @@ def _resolver(builder: _Builder, extras: dict[str, Expr], dialect_sql: dict[str,
     return resolve
 
 
+def build_aggregate(
+    scheme: Scheme,
+    *,
+    as_of_day: int,
+    events: str = "events",
+    dialect: str = "duckdb",
+    money_scale: int = 2,
+    has_order_id: bool = False,
+) -> str:
+    """The first step of :func:`build_query` alone, in ``dialect``: one row per customer with
+    an event on or before ``as_of_day`` and the columns ``customer_id, last_day, first_day,
+    frequency``, ``monetary_minor`` (money) or ``monetary``, and the decayed values."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown dialect {dialect!r}; known: {', '.join(DIALECTS)}")
+    b = _Builder(scheme, money_scale=money_scale, has_order_id=has_order_id)
+    sql = b.aggregate().replace("{as_of}", str(int(as_of_day))).replace("{events}", events)
+    return sqlglot.parse_one(sql, read="duckdb").sql(dialect=dialect)
+
+
 def build_query(
     scheme: Scheme,
     *,
@@ -253,6 +272,7 @@ def build_query(
     has_order_id: bool = False,
     order_by_customer: bool = False,
     predictions: str | None = None,
+    aggregates: str | None = None,
 ) -> QueryPlan:
     """Compile ``scheme`` at ``as_of_day`` into one SELECT in ``dialect``.
 
@@ -262,6 +282,13 @@ def build_query(
     :data:`~rfmflow.core.prediction_results.PREDICTION_OUTPUT`: they are joined to every
     customer (NULL for customers without a prediction), output after ``tenure_days`` and
     readable by the scheme's rules.
+
+    ``aggregates``, when given, replaces the first step (the per-customer aggregate of
+    ``events``, :func:`build_aggregate`): a relation with one row per customer and the same
+    columns (``customer_id, last_day, first_day, frequency``, ``monetary_minor`` or
+    ``monetary``, and ``frequency_decayed``/``monetary_decayed`` for decayed metrics) that
+    an engine keeps up to date itself. Everything after it (scores, ranks, segments, tags)
+    is the same definition.
     """
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}; known: {', '.join(DIALECTS)}")
@@ -360,7 +387,9 @@ def build_query(
 
     select_out = ", ".join(_q(c) for c in out_cols if c != "tags") + (", tags" if scheme.tags else "")
     sql = (
-        "WITH agg AS (" + b.aggregate() + "), "
+        "WITH agg AS ("
+        + (b.aggregate() if aggregates is None else f"SELECT * FROM {aggregates} AS aggregates")
+        + "), "
         "metrics AS (SELECT "
         + ", ".join(metric_cols)
         + " FROM agg"
