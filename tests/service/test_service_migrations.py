@@ -19,7 +19,11 @@ from rfmflow.service.db.tables import metadata
 INGEST_TABLES = {"events", "customers", "customer_orders", "api_keys", "audit_log"}  # revision 0001
 SCORING_TABLES = {"scheme_versions", "scoring_runs", "customer_scores", "segment_transitions", "jobs"}  # 0002
 TAG_TABLES = {"customer_profiles", "tag_groups", "tags", "customer_tags", "tag_changes"}  # 0003
-TABLES = INGEST_TABLES | SCORING_TABLES | TAG_TABLES
+AUTOMATION_TABLES = {  # 0005
+    "workflows", "enrolments", "journey_steps", "outbox", "tasks", "consents", "consent_changes",
+    "broadcasts", "automation_cursors",
+}  # fmt: skip
+TABLES = INGEST_TABLES | SCORING_TABLES | TAG_TABLES | AUTOMATION_TABLES
 SEARCH_INDEXES = {"ix_customer_profiles_email_lower", "ix_customer_profiles_name_lower"}  # 0004
 
 
@@ -35,8 +39,10 @@ def test_up_down_up(bare_engine: Engine) -> None:
     assert tables(bare_engine) == TABLES
     upgrade(bare_engine)  # again: nothing to do
     assert indexes(bare_engine) >= SEARCH_INDEXES
+    downgrade(bare_engine, "0004")
+    assert tables(bare_engine) == TABLES - AUTOMATION_TABLES
     downgrade(bare_engine, "0003")
-    assert not SEARCH_INDEXES & indexes(bare_engine) and tables(bare_engine) == TABLES
+    assert not SEARCH_INDEXES & indexes(bare_engine) and tables(bare_engine) == TABLES - AUTOMATION_TABLES
     downgrade(bare_engine, "0002")
     assert tables(bare_engine) == INGEST_TABLES | SCORING_TABLES
     with bare_engine.connect() as conn:

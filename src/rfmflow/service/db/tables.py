@@ -321,3 +321,194 @@ tag_changes = sa.Table(
     sa.Index(None, "at"),
     comment="every tag added or removed, for history, audit and automation triggers",
 )
+
+# --- automation (revision 0005) -------------------------------------------------------------
+WORKFLOW_STATUSES = ("draft", "active", "paused", "stopped")
+ENROLMENT_STATUSES = ("active", "completed", "converted", "exited", "holdout", "stopped")
+OUTBOX_STATUSES = (
+    "pending", "sending", "delivered", "failed", "blocked", "deferred", "unknown", "skipped", "cancelled",
+)  # fmt: skip
+CONSENT_STATUSES = ("opted_in", "opted_out")
+CONSENT_REASONS = ("requested", "unsubscribed", "stop", "blocked", "bounced", "manual", "unblocked", "erased")
+BROADCAST_STATUSES = ("draft", "scheduled", "running", "paused", "stopped", "done")
+
+workflows = sa.Table(
+    "workflows",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("version", sa.Integer(), nullable=False, comment="1, 2, ...: each change of the YAML"),
+    sa.Column("yaml", sa.Text(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("activated_at", UTCDateTime(), nullable=True, comment="'new' entry counts from here"),
+    sa.CheckConstraint("status IN ('draft', 'active', 'paused', 'stopped')", name="status"),
+)
+
+enrolments = sa.Table(
+    "enrolments",
+    metadata,
+    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
+    sa.Column("workflow_id", sa.Integer(), nullable=False),
+    sa.Column("workflow_version", sa.Integer(), nullable=False),
+    sa.Column("customer_id", sa.String(256), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("step", sa.String(64), nullable=True, comment="where the journey is (NULL: finished)"),
+    sa.Column("due_at", UTCDateTime(), nullable=True, comment="when the engine looks at it next"),
+    sa.Column("waiting_for", sa.String(32), nullable=True, comment="the event type a wait waits for"),
+    sa.Column("parked", sa.Boolean(), nullable=False, comment="sitting in a wait that has begun"),
+    sa.Column("steps_taken", sa.Integer(), nullable=False),
+    sa.Column("branch", sa.String(64), nullable=True, comment="the split branch, or 'holdout'"),
+    sa.Column("segment", sa.String(64), nullable=True, comment="the customer's segment at enrolment"),
+    sa.Column("cause", sa.String(200), nullable=False, comment="what enrolled them: 'transition:<id>', ..."),
+    sa.Column("enrolled_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.Column("converted_at", UTCDateTime(), nullable=True),
+    sa.Column("revenue_minor", sa.BigInteger(), nullable=True, comment="attributed revenue"),
+    sa.Column("locked_by", sa.String(200), nullable=True),
+    sa.Column("locked_until", UTCDateTime(), nullable=True),
+    sa.CheckConstraint(
+        "status IN ('active', 'completed', 'converted', 'exited', 'holdout', 'stopped')", name="status"
+    ),
+    sa.Index(None, "status", "due_at"),
+    sa.Index(None, "workflow_id", "customer_id", "enrolled_at"),
+    sa.Index(None, "customer_id", "status"),
+    sa.UniqueConstraint("workflow_id", "cause"),  # one enrolment per trigger occurrence
+    sa.Index(
+        "uq_enrolments_one_active",
+        "workflow_id",
+        "customer_id",
+        unique=True,
+        sqlite_where=sa.text("status = 'active'"),
+        postgresql_where=sa.text("status = 'active'"),
+    ),
+)
+
+journey_steps = sa.Table(
+    "journey_steps",
+    metadata,
+    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
+    sa.Column("enrolment_id", sa.BigInteger(), nullable=False),
+    sa.Column("workflow_id", sa.Integer(), nullable=False),
+    sa.Column("step", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("outcome", sa.String(64), nullable=False, server_default=""),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Index(None, "workflow_id", "step"),
+    sa.Index(None, "enrolment_id"),
+    comment="each step a journey went through, for per-step results",
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
+    sa.Column("dedupe_key", sa.String(200), nullable=False, unique=True, comment="one decision, one row"),
+    sa.Column("customer_id", sa.String(256), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("recipient", sa.String(512), nullable=True, comment="chat id, address or URL when decided"),
+    sa.Column("message", json_type(), nullable=False, comment="the rendered message"),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column(
+        "not_before", UTCDateTime(), nullable=False, comment="send at or after (quiet hours, deferrals)"
+    ),
+    sa.Column("locked_by", sa.String(200), nullable=True),
+    sa.Column("locked_until", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("sent_at", UTCDateTime(), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=True, comment="why it failed, was skipped or is unknown"),
+    sa.Column("provider_id", sa.String(200), nullable=True, comment="the channel's id for the message"),
+    sa.Column("workflow_id", sa.Integer(), nullable=True),
+    sa.Column("enrolment_id", sa.BigInteger(), nullable=True),
+    sa.Column("step", sa.String(64), nullable=True),
+    sa.Column("broadcast_id", sa.Integer(), nullable=True),
+    sa.Column("segment", sa.String(64), nullable=True, comment="the customer's segment when decided"),
+    sa.Column("clicked_at", UTCDateTime(), nullable=True),
+    sa.Column("replied_at", UTCDateTime(), nullable=True),
+    sa.CheckConstraint(
+        "status IN ('pending', 'sending', 'delivered', 'failed', 'blocked', 'deferred', 'unknown', "
+        "'skipped', 'cancelled')",
+        name="status",
+    ),
+    sa.Index(None, "status", "not_before"),
+    sa.Index(None, "customer_id", "channel", "sent_at"),
+    sa.Index(None, "broadcast_id", "status"),
+    sa.Index(None, "workflow_id", "step"),
+    comment="every message decided, written with the decision; a worker sends and records the outcome",
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
+    sa.Column("customer_id", sa.String(256), nullable=False),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("priority", sa.String(8), nullable=False),
+    sa.Column("note", sa.Text(), nullable=False, server_default=""),
+    sa.Column("status", sa.String(8), nullable=False, comment="open, done or cancelled"),
+    sa.Column("segment", sa.String(64), nullable=True),
+    sa.Column("workflow_id", sa.Integer(), nullable=True),
+    sa.Column("enrolment_id", sa.BigInteger(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("closed_at", UTCDateTime(), nullable=True),
+    sa.Column("closed_by", sa.String(200), nullable=True),
+    sa.Index(None, "status", "queue", "priority"),
+    comment="hand-offs to people",
+)
+
+consents = sa.Table(
+    "consents",
+    metadata,
+    sa.Column("customer_id", sa.String(256), primary_key=True),
+    sa.Column("channel", sa.String(16), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(16), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+)
+
+consent_changes = sa.Table(
+    "consent_changes",
+    metadata,
+    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
+    sa.Column("customer_id", sa.String(256), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(16), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Index(None, "customer_id", "at"),
+)
+
+broadcasts = sa.Table(
+    "broadcasts",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("message", json_type(), nullable=False, comment="templates, as a workflow's send step"),
+    sa.Column("audience", json_type(), nullable=False, comment="segments, tags and filters"),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("audience_count", sa.Integer(), nullable=True, comment="when it was confirmed"),
+    sa.Column("cap_policy", sa.String(8), nullable=False, comment="skip or defer past a frequency cap"),
+    sa.Column("scheduled_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.CheckConstraint(
+        "status IN ('draft', 'scheduled', 'running', 'paused', 'stopped', 'done')", name="status"
+    ),
+)
+
+automation_cursors = sa.Table(
+    "automation_cursors",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True, comment="a feed: transitions, tag_changes, events"),
+    sa.Column("seen_until", UTCDateTime(), nullable=False, comment="rows stamped before this were read"),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    comment="how far each feed was read; feeds are re-read with an overlap and handled idempotently",
+)
