@@ -316,9 +316,9 @@ def _scheme_order(scheme: Scheme, found: dict[str, _T]) -> dict[str, _T]:
     return out
 
 
-def _segment_stats(conn: Connection, scheme: Scheme) -> dict[str, dict[str, Any]]:
+def _segment_rows(conn: Connection) -> dict[str, tuple[int, int, float | None, float | None]]:
     """Per segment of the stored scores: customers, revenue (net purchases, all time, minor
-    units) and mean recency and frequency; a run keeps them as its snapshot."""
+    units), mean recency and mean frequency."""
     cs = customer_scores.c
     rows = conn.execute(
         sa.select(
@@ -331,14 +331,27 @@ def _segment_stats(conn: Connection, scheme: Scheme) -> dict[str, dict[str, Any]
         .select_from(customer_scores.outerjoin(customers, customers.c.customer_id == cs.customer_id))
         .group_by(cs.segment)
     ).all()
-    found = {
-        str(r[0]): {
-            "customers": int(r[1]),
-            "revenue_minor": int(r[2]),
-            "mean_recency_days": None if r[3] is None else round(float(r[3]), 3),
-            "mean_frequency": None if r[4] is None else round(float(r[4]), 3),
-        }
+    return {
+        str(r[0]): (
+            int(r[1]),
+            int(r[2]),
+            None if r[3] is None else float(r[3]),
+            None if r[4] is None else float(r[4]),
+        )
         for r in rows
+    }
+
+
+def _segment_stats(conn: Connection, scheme: Scheme) -> dict[str, dict[str, Any]]:
+    """:func:`_segment_rows` in the scheme's order, as a run keeps them (its snapshot)."""
+    found = {
+        name: {
+            "customers": n,
+            "revenue_minor": revenue,
+            "mean_recency_days": None if recency is None else round(recency, 3),
+            "mean_frequency": None if frequency is None else round(frequency, 3),
+        }
+        for name, (n, revenue, recency, frequency) in _segment_rows(conn).items()
     }
     return _scheme_order(scheme, found)
 
@@ -642,29 +655,15 @@ def _money(minor: int, settings: Settings) -> str:
 def segment_summary(conn: Connection, settings: Settings) -> dict[str, Any]:
     """Customers, shares and revenue (net purchases, all time) per segment of the stored scores."""
     version = active_scheme(conn)
-    cs = customer_scores.c
-    rows = conn.execute(
-        sa.select(
-            cs.segment,
-            sa.func.count(),
-            sa.func.coalesce(sa.func.sum(customers.c.monetary_minor), 0),
-            sa.func.avg(cs.recency_days),
-            sa.func.avg(cs.frequency),
-        )
-        .select_from(customer_scores.outerjoin(customers, customers.c.customer_id == cs.customer_id))
-        .group_by(cs.segment)
-    ).all()
-    found = {str(r[0]): r for r in rows}
-    total = sum(int(r[1]) for r in rows)
-    revenue_total = sum(max(int(r[2]), 0) for r in rows)
+    found = _segment_rows(conn)
+    total = sum(n for n, _, _, _ in found.values())
+    revenue_total = sum(max(revenue, 0) for _, revenue, _, _ in found.values())
     names = [s.name for s in version.scheme.segments]
     names += [n for n in sorted(found) if n not in names]
     meta = {s.name: s for s in version.scheme.segments}
     out = []
     for name in names:
-        r = found.get(name)
-        n = int(r[1]) if r is not None else 0
-        revenue = int(r[2]) if r is not None else 0
+        n, revenue, recency, frequency = found.get(name, (0, 0, None, None))
         rule = meta.get(name)
         out.append(
             {
@@ -674,8 +673,8 @@ def segment_summary(conn: Connection, settings: Settings) -> dict[str, Any]:
                 "revenue": _money(revenue, settings),
                 "revenue_minor": revenue,
                 "revenue_share": max(revenue, 0) / revenue_total if revenue_total else 0.0,
-                "mean_recency_days": float(r[3]) if r is not None and r[3] is not None else None,
-                "mean_frequency": float(r[4]) if r is not None and r[4] is not None else None,
+                "mean_recency_days": recency,
+                "mean_frequency": frequency,
                 "top": bool(rule and rule.top),
                 "description": rule.description if rule else "",
                 "action": rule.action if rule else "",
