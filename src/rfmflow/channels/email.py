@@ -32,7 +32,7 @@ from email.message import EmailMessage as MimeMessage
 from email.utils import format_datetime, formataddr, parseaddr
 from typing import Literal
 
-from rfmflow.channels.outbound import SendOutcome
+from rfmflow.channels.outbound import SendOutcome, one_by_one
 
 Security = Literal["none", "starttls", "ssl"]
 WIRE = policy.SMTP.clone(max_line_length=998)
@@ -119,15 +119,10 @@ class EmailSender:
         async with self._slots:
             return await asyncio.to_thread(self._deliver, message)
 
-    async def send_many(
+    def send_many(
         self, messages: Iterable[EmailMessage] | AsyncIterable[EmailMessage]
     ) -> AsyncIterator[SendOutcome]:
-        if isinstance(messages, AsyncIterable):
-            async for message in messages:
-                yield await self.send(message)
-        else:
-            for message in messages:
-                yield await self.send(message)
+        return one_by_one(self.send, messages)
 
     def _deliver(self, message: EmailMessage) -> SendOutcome:
         phase = _Phase()

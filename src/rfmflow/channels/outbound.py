@@ -25,7 +25,7 @@ that drives it (built by the automation engine) records each outcome:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar
@@ -107,3 +107,19 @@ class Sender(Protocol[MessageT]):
     def send_many(self, messages: Iterable[MessageT] | AsyncIterable[MessageT]) -> AsyncIterator[SendOutcome]:
         """Send a batch or stream, yielding one outcome per message as each is known."""
         ...
+
+
+M = TypeVar("M")
+
+
+async def one_by_one(
+    send: Callable[[M], Awaitable[SendOutcome]], messages: Iterable[M] | AsyncIterable[M]
+) -> AsyncIterator[SendOutcome]:
+    """``send`` each of ``messages`` in turn, yielding the outcomes (for senders without
+    their own pacing, such as e-mail and webhooks)."""
+    if isinstance(messages, AsyncIterable):
+        async for message in messages:
+            yield await send(message)
+    else:
+        for message in messages:
+            yield await send(message)

@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from rfmflow.channels.outbound import SendOutcome
+from rfmflow.channels.outbound import SendOutcome, one_by_one
 
 SIGNATURE_HEADER = "X-Rfmflow-Signature"
 DELIVERY_HEADER = "X-Rfmflow-Delivery"
@@ -107,15 +107,10 @@ class WebhookSender:
         async with httpx.AsyncClient(timeout=self.timeout, transport=self._transport) as client:
             return await self._deliver(client, message)
 
-    async def send_many(
+    def send_many(
         self, messages: Iterable[WebhookMessage] | AsyncIterable[WebhookMessage]
     ) -> AsyncIterator[SendOutcome]:
-        if isinstance(messages, AsyncIterable):
-            async for message in messages:
-                yield await self.send(message)
-        else:
-            for message in messages:
-                yield await self.send(message)
+        return one_by_one(self.send, messages)
 
     async def _deliver(self, client: httpx.AsyncClient, message: WebhookMessage) -> SendOutcome:
         body = json.dumps(message.payload, separators=(",", ":"), sort_keys=True, default=str).encode()
