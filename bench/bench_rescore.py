@@ -28,7 +28,8 @@ For each database:
    ``VACUUM ANALYZE`` runs before each run (not timed), as autovacuum would between two daily
    runs: each run leaves a million dead rows behind.
    ``--scan`` forces the scan of every event (the path schemes with windows or decay take)
-   instead of the customers' aggregates, to compare.
+   instead of the customers' aggregates, to compare; ``--no-tuning`` drops the run's
+   PostgreSQL ``work_mem`` (:mod:`rfmflow.service.scoring_stage`).
 
 ``--keep`` keeps the database (``bench/data/rescore-<customers>-<events>.db``, PostgreSQL
 schema ``bench_rescore_<customers>_<events>``) for the next ``--reuse``; ``--reset`` clears
@@ -370,8 +371,11 @@ def bench(kind: str, args: argparse.Namespace) -> list[RunFigures]:
             if args.explain:
                 explain(engine, settings, today)
             original = scoring.aggregates_query
+            tuning = scoring_stage.POSTGRES_STAGE_SETTINGS
             if args.scan:
                 scoring.aggregates_query = lambda *_a, **_k: None
+            if args.no_tuning:
+                scoring_stage.POSTGRES_STAGE_SETTINGS = ()
             try:
                 for i in range(args.repeat):
                     vacuum(engine)
@@ -398,6 +402,7 @@ def bench(kind: str, args: argparse.Namespace) -> list[RunFigures]:
                     )
             finally:
                 scoring.aggregates_query = original
+                scoring_stage.POSTGRES_STAGE_SETTINGS = tuning
         finally:
             engine.dispose()
     return figures
@@ -441,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reset", action="store_true", help="clear scores, transitions and runs first")
     parser.add_argument("--scan", action="store_true", help="force the scan of every event")
     parser.add_argument("--explain", action="store_true", help="print the stage query's plan")
+    parser.add_argument("--no-tuning", action="store_true", help="without the run's PostgreSQL work_mem")
     parser.add_argument(
         "--no-order-index", action="store_true", help="load without ix_events_order_id (created after)"
     )

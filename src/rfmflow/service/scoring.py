@@ -5,8 +5,10 @@ zone, by running :func:`rfmflow.core.query.build_query` *inside* the database (S
 PostgreSQL); no event passes through Python. It goes in two steps on one connection:
 
 1. **Stage** (a read, no write lock): ``INSERT INTO <temporary table> SELECT ... FROM (the RFM
-   query over events)``. Ingest goes on meanwhile (SQLite's WAL lets readers and the writer
-   work at once; the temporary table is the connection's own).
+   query over events)``; for schemes whose metrics the customers' aggregates hold, the query
+   reads those instead of every event (:mod:`rfmflow.service.scoring_stage`). Ingest goes on
+   meanwhile (SQLite's WAL lets readers and the writer work at once; the temporary table is
+   the connection's own).
 2. **Swap** (one write transaction): record the run; keep its bands (per score the lowest and
    highest value, per lifecycle cohort) and percentile points for live re-scoring; write a
    ``segment_transitions`` row for every customer whose segment differs from the stored one
@@ -69,7 +71,7 @@ from rfmflow.service.scoring_schemes import (
     ensure_active_scheme,
     store_version,
 )
-from rfmflow.service.scoring_stage import aggregates_query, run_pragmas, settings_sql
+from rfmflow.service.scoring_stage import aggregates_query, settings_sql
 from rfmflow.service.settings import Settings
 from rfmflow.service.tags import sync_rule_tags
 
@@ -385,7 +387,7 @@ def run_scoring(
     started = (now or datetime.now(UTC)).astimezone(UTC)
     clock = time.perf_counter()
     as_of_day = business_day(started, settings)
-    with engine.connect() as conn, run_pragmas(conn):
+    with engine.connect() as conn:
         try:
             with conn.begin():
                 if conn.dialect.name == "postgresql":
@@ -578,11 +580,11 @@ def preview_scheme(
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     as_of_day = business_day(moment, settings)
     with engine.connect() as conn, conn.begin():
-        if conn.dialect.name == "postgresql":  # as the stage does: scan, do not walk the index
-            conn.exec_driver_sql("SET LOCAL enable_indexscan = off")
-            conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
         current = active_scheme(conn)
-        query = full_query(conn, scheme, as_of_day, settings)
+        fast = aggregates_query(conn, scheme, as_of_day, settings)  # as the stage reads
+        for statement in settings_sql(conn.dialect.name, scan=fast is None):
+            conn.exec_driver_sql(statement)
+        query = fast if fast is not None else full_query(conn, scheme, as_of_day, settings)
         sql = f"SELECT COALESCE(q.segment, '{NO_SEGMENT}'), COUNT(*) FROM ({query}) AS q GROUP BY 1"
         if conn.dialect.name == "postgresql":
             sql = sql.replace("%", "%%")

@@ -27,9 +27,7 @@ aggregated from their own events (an index lookup), since the query leaves such 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy.engine import Connection
 
@@ -155,34 +153,6 @@ def aggregates_query(conn: Connection, scheme: Scheme, as_of_day: int, settings:
     return plan.sql
 
 
-SQLITE_RUN_PRAGMAS: tuple[tuple[str, str], ...] = (
-    ("cache_size", "-262144"),
-    ("temp_store", "2"),
-)
-"""PRAGMAs for the connection of a run on SQLite, restored when it ends: a 256 MiB page cache
-(the default 2 MiB makes the swap's writes to ``customer_scores`` and its indexes go back and
-forth to the file) and temporary tables and sorts in memory."""
-
-
-@contextmanager
-def run_pragmas(conn: Connection) -> Iterator[None]:
-    """:data:`SQLITE_RUN_PRAGMAS` on ``conn`` (no transaction open), restored afterwards;
-    nothing on PostgreSQL (:func:`settings_sql` is per transaction there)."""
-    if conn.dialect.name != "sqlite":
-        yield
-        return
-    raw: Any = conn.connection.dbapi_connection
-    before = [(name, raw.execute(f"PRAGMA {name}").fetchone()[0]) for name, _ in SQLITE_RUN_PRAGMAS]
-    for name, value in SQLITE_RUN_PRAGMAS:
-        raw.execute(f"PRAGMA {name} = {value}")
-    try:
-        yield
-    finally:
-        if not conn.invalidated:
-            for name, value in before:
-                raw.execute(f"PRAGMA {name} = {int(value)}")
-
-
 def settings_sql(dialect: str, *, scan: bool) -> Iterable[str]:
     """The statements that set up a run's transaction (PostgreSQL ``SET LOCAL``)."""
     if dialect != "postgresql":
@@ -195,7 +165,6 @@ __all__ = [
     "aggregate_select",
     "aggregates_query",
     "customers_after",
-    "run_pragmas",
     "scan_reasons",
     "settings_sql",
 ]
