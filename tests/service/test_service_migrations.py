@@ -21,7 +21,7 @@ SCORING_TABLES = {"scheme_versions", "scoring_runs", "customer_scores", "segment
 TAG_TABLES = {"customer_profiles", "tag_groups", "tags", "customer_tags", "tag_changes"}  # 0003
 AUTOMATION_TABLES = {  # 0005
     "workflows", "enrolments", "journey_steps", "outbox", "tasks", "consents", "consent_changes",
-    "broadcasts", "automation_cursors",
+    "broadcasts", "automation_cursors", "workflow_versions",
 }  # fmt: skip
 TABLES = INGEST_TABLES | SCORING_TABLES | TAG_TABLES | AUTOMATION_TABLES
 SEARCH_INDEXES = {"ix_customer_profiles_email_lower", "ix_customer_profiles_name_lower"}  # 0004

@@ -60,7 +60,7 @@ metadata = sa.MetaData(
     }
 )
 
-SOURCES = ("api", "segment", "stripe", "shopify", "woocommerce", "import", "demo")
+SOURCES = ("api", "segment", "stripe", "shopify", "woocommerce", "import", "demo", "telegram")
 """Where an event came from (``events.source``)."""
 
 events = sa.Table(
@@ -345,6 +345,17 @@ workflows = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("activated_at", UTCDateTime(), nullable=True, comment="'new' entry counts from here"),
     sa.CheckConstraint("status IN ('draft', 'active', 'paused', 'stopped')", name="status"),
+)
+
+workflow_versions = sa.Table(
+    "workflow_versions",
+    metadata,
+    sa.Column("workflow_id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("version", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("yaml", sa.Text(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    comment="every version of each workflow: running journeys keep the version they enrolled in",
 )
 
 enrolments = sa.Table(

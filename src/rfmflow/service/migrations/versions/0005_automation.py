@@ -255,10 +255,21 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_workflows"),
         sa.UniqueConstraint("name", name="uq_workflows_name"),
     )
+    op.create_table(
+        "workflow_versions",
+        sa.Column("workflow_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("version", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("yaml", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_by", sa.String(length=200), nullable=False),
+        sa.PrimaryKeyConstraint("workflow_id", "version", name="pk_workflow_versions"),
+        comment="every version of each workflow: running journeys keep the version they enrolled in",
+    )
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
+    op.drop_table("workflow_versions")
     op.drop_table("workflows")
     op.drop_table("tasks")
     op.drop_table("outbox")
