@@ -308,6 +308,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
 def _route_modules() -> list[Callable[[FastAPI], None]]:
     """Route groups kept in their own modules, each with ``register(app)``."""
+    from rfmflow.automation import routes_broadcasts, routes_results, routes_telegram, routes_workflows
     from rfmflow.dashboard import routes as dashboard_routes
     from rfmflow.service import (
         routes_customers,
@@ -330,6 +331,10 @@ def _route_modules() -> list[Callable[[FastAPI], None]]:
         routes_history.register,  # GET /v1/snapshots, /v1/transitions/moves
         routes_exports.register,  # GET /v1/exports/...
         dashboard_routes.register,  # the dashboard's pages under / (rfmflow.dashboard)
+        routes_telegram.register,  # POST /v1/telegram/webhook and the bot's runtime (rfmflow.automation)
+        routes_results.register,  # GET /v1/workflows/{name}/results, /v1/broadcasts/{id}/results
+        routes_broadcasts.register,  # /v1/broadcasts: preview, create, start, pause, resume, stop
+        routes_workflows.register,  # /v1/workflows, /v1/customers/{id}/consent (rfmflow.automation)
     ]
 
 

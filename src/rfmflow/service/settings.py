@@ -16,6 +16,10 @@ variable                    default                                      meaning
 ``RFMFLOW_HOST``            ``127.0.0.1``                                address ``serve`` listens on
 ``RFMFLOW_PORT``            ``8000``                                     port ``serve`` listens on
 ``RFMFLOW_LOG_LEVEL``       ``INFO``                                     DEBUG, INFO, WARNING or ERROR
+``RFMFLOW_BROADCAST_        ``1000``                                     a broadcast to more customers must
+CONFIRM_ABOVE``                                                          repeat its audience count to start
+``RFMFLOW_BROADCAST_        ``0.02``                                     how far (a fraction) the audience may
+CONFIRM_TOLERANCE``                                                      move from the confirmed count
 ``RFMFLOW_SECRET_KEY``      generated, kept in ``<data dir>/secret_key``  signs dashboard sessions (32+
                                                                          characters; never shown)
 ==========================  ===========================================  ====================================
@@ -38,6 +42,12 @@ variable                                 default    meaning
 ``RFMFLOW_WOOCOMMERCE_WEBHOOK_SECRET``   (none)     the webhook's secret, taken verbatim (WooCommerce
                                                     secrets may contain commas); unset = 404
 =======================================  =========  ==================================================
+
+The business's Telegram bot (:mod:`rfmflow.automation.telegram_bot`; ``docs/telegram.md``):
+``RFMFLOW_TELEGRAM_BOT_TOKEN``, ``RFMFLOW_TELEGRAM_MODE`` (``off``, ``webhook`` or ``polling``;
+default ``off``), ``RFMFLOW_TELEGRAM_API_URL`` (default ``https://api.telegram.org/bot``),
+``RFMFLOW_TELEGRAM_WEBHOOK_SECRET``, ``RFMFLOW_TELEGRAM_WEBHOOK_URL`` and
+``RFMFLOW_TELEGRAM_MENUS`` (JSON, or the path of a JSON or YAML file).
 """
 
 from __future__ import annotations
@@ -73,6 +83,10 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
+    broadcast_confirm_above: int = 1000
+    """A broadcast to more customers than this needs its audience count repeated to start."""
+    broadcast_confirm_tolerance: float = 0.02
+    """How far (a fraction of the confirmed count) the audience may have moved at start."""
     segment_write_keys: tuple[str, ...] = field(default=(), repr=False)
     """Write keys accepted besides ingest-role API keys (``RFMFLOW_SEGMENT_WRITE_KEYS``)."""
     stripe_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
@@ -84,6 +98,18 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     """Signs the dashboard's session cookies; empty = generated once and kept in the data
     directory (:mod:`rfmflow.dashboard.session`)."""
+    telegram_bot_token: str = field(default="", repr=False)
+    """The business's bot token (BotFather); empty = no bot."""
+    telegram_mode: str = "off"
+    """``off``, ``webhook`` (``POST /v1/telegram/webhook``) or ``polling`` (``getUpdates``)."""
+    telegram_api_url: str = "https://api.telegram.org/bot"
+    """The Bot API root the token is appended to (a local Bot API server, the tests' fake)."""
+    telegram_webhook_secret: str = field(default="", repr=False)
+    """``X-Telegram-Bot-Api-Secret-Token`` the webhook requires (needed in webhook mode)."""
+    telegram_webhook_url: str = ""
+    """When set (webhook mode), the bot calls ``setWebhook`` with it on start."""
+    telegram_menus: str = ""
+    """The bot's welcome, onboarding choices and menus: JSON, or a JSON/YAML file's path."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -100,7 +126,17 @@ class Settings:
                 f"{PREFIX}LOG_LEVEL: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
             )
         object.__setattr__(self, "log_level", self.log_level.upper())
+        if self.broadcast_confirm_above < 0:
+            raise SettingsError(
+                f"{PREFIX}BROADCAST_CONFIRM_ABOVE: {self.broadcast_confirm_above} is negative"
+            )
+        if not 0 <= self.broadcast_confirm_tolerance < 1:
+            raise SettingsError(
+                f"{PREFIX}BROADCAST_CONFIRM_TOLERANCE: {self.broadcast_confirm_tolerance} "
+                "is not a fraction in [0, 1)"
+            )
         _check_source_secrets(self)
+        _check_telegram(self)
         if self.secret_key and len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
             raise SettingsError(
                 f"{PREFIX}SECRET_KEY: use at least {MIN_SECRET_KEY_LENGTH} random characters "
@@ -178,6 +214,34 @@ def _check_source_secrets(settings: Settings) -> None:
             raise SettingsError(f"{PREFIX}SHOPIFY_WEBHOOK_SECRET: a secret is empty or padded with spaces")
 
 
+TELEGRAM_MODES = ("off", "webhook", "polling")
+
+
+def _check_telegram(settings: Settings) -> None:
+    """The bot's settings: a known mode, a token and (for a webhook) a secret Telegram accepts."""
+    mode = settings.telegram_mode.strip().lower()
+    object.__setattr__(settings, "telegram_mode", mode)
+    if mode not in TELEGRAM_MODES:
+        raise SettingsError(f"{PREFIX}TELEGRAM_MODE: {mode!r} is not one of {', '.join(TELEGRAM_MODES)}")
+    if mode == "off":
+        return
+    if not re.fullmatch(r"[0-9]+:[A-Za-z0-9_-]+", settings.telegram_bot_token):
+        raise SettingsError(
+            f"{PREFIX}TELEGRAM_BOT_TOKEN: needed when {PREFIX}TELEGRAM_MODE is {mode}; expected BotFather's "
+            "token, <bot id>:<secret>"
+        )
+    if not settings.telegram_api_url.startswith(("http://", "https://")):
+        raise SettingsError(
+            f"{PREFIX}TELEGRAM_API_URL: expected an http(s) URL such as https://api.telegram.org/bot"
+        )
+    secret = settings.telegram_webhook_secret
+    if mode == "webhook" and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+        raise SettingsError(
+            f"{PREFIX}TELEGRAM_WEBHOOK_SECRET: needed in webhook mode: 1 to 256 characters of "
+            "A-Z a-z 0-9 _ - (Telegram sends it in X-Telegram-Bot-Api-Secret-Token)"
+        )
+
+
 def _secret_list(text: str | None) -> tuple[str, ...]:
     """A comma-separated list of secrets; blanks around the commas are dropped."""
     if text is None:
@@ -214,6 +278,15 @@ def read_env_file(path: Path) -> dict[str, str]:
             value = re.sub(r"\s+#.*$", "", value)  # an unquoted trailing comment
         values[key] = value
     return values
+
+
+def _fraction(name: str, text: str | None, default: float = 0.02) -> float:
+    if text is None:
+        return default
+    try:
+        return float(text.strip())
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{name}: {text!r} is not a number such as 0.02") from None
 
 
 def _int(name: str, text: str) -> int:
@@ -255,9 +328,19 @@ def load_settings(
         host=get("HOST") or "127.0.0.1",
         port=_int("PORT", port) if port is not None else 8000,
         log_level=get("LOG_LEVEL") or "INFO",
+        broadcast_confirm_above=_int("BROADCAST_CONFIRM_ABOVE", get("BROADCAST_CONFIRM_ABOVE") or "1000"),
+        broadcast_confirm_tolerance=_fraction(
+            "BROADCAST_CONFIRM_TOLERANCE", get("BROADCAST_CONFIRM_TOLERANCE")
+        ),
         segment_write_keys=_secret_list(get("SEGMENT_WRITE_KEYS")),
         stripe_webhook_secrets=_secret_list(get("STRIPE_WEBHOOK_SECRET")),
         shopify_webhook_secrets=_secret_list(get("SHOPIFY_WEBHOOK_SECRET")),
         woocommerce_webhook_secret=get("WOOCOMMERCE_WEBHOOK_SECRET") or "",
         secret_key=get("SECRET_KEY") or "",
+        telegram_bot_token=get("TELEGRAM_BOT_TOKEN") or "",
+        telegram_mode=get("TELEGRAM_MODE") or "off",
+        telegram_api_url=get("TELEGRAM_API_URL") or "https://api.telegram.org/bot",
+        telegram_webhook_secret=get("TELEGRAM_WEBHOOK_SECRET") or "",
+        telegram_webhook_url=get("TELEGRAM_WEBHOOK_URL") or "",
+        telegram_menus=get("TELEGRAM_MENUS") or "",
     )
