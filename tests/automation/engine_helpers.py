@@ -11,7 +11,7 @@ import asyncio
 import importlib.util
 import socket
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import Message
 from pathlib import Path
@@ -26,7 +26,7 @@ SERVICE_TESTS = Path(__file__).resolve().parents[1] / "service"
 if str(SERVICE_TESTS) not in sys.path:
     sys.path.insert(0, str(SERVICE_TESTS))
 
-from service_helpers import Server  # noqa: E402
+from service_helpers import Server, shop_purchases  # noqa: E402
 
 from rfmflow.automation.outbox import DispatchStats, dispatch_all  # noqa: E402
 from rfmflow.automation.senders import ChannelSenders  # noqa: E402
@@ -75,27 +75,8 @@ class Inbox:
 
 
 def shop(n: int = 40) -> list[dict[str, Any]]:
-    """Purchases spread over 300 days: the first run puts some customers in At Risk."""
-    out = []
-    for i in range(n):
-        for j in range(1 + i % 4):
-            out.append(
-                {
-                    "event_id": f"e{i}-{j}",
-                    "customer_id": f"c{i:03d}",
-                    "type": "purchase",
-                    "occurred_at": (NOW - timedelta(days=(i * 7 + j) % 300)).isoformat(),
-                    "amount": str(5 + (i * 13) % 200),
-                    "order_id": f"o{i}-{j}",
-                }
-            )
-    return out
-
-
-def post_events(server: Server, items: list[dict[str, Any]]) -> None:
-    with server.client("ingest") as client:
-        response = client.post("/v1/events", json={"batch": items})
-    assert response.status_code == 200 and response.json()["rejected"] == 0, response.text
+    """:func:`service_helpers.shop_purchases` before the module's ``NOW``."""
+    return shop_purchases(NOW, n)
 
 
 def set_profile(server: Server, customer_id: str, **traits: Any) -> None:

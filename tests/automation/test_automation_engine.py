@@ -16,13 +16,12 @@ from engine_helpers import (
     decide_now,
     dispatch,
     free_port,
-    post_events,
     rows,
     service_fixtures,
     set_profile,
     shop,
 )
-from service_helpers import Server
+from service_helpers import Server, post_events
 
 from rfmflow.fake_telegram import FakeTelegram
 

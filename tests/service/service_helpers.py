@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,29 @@ def event(**fields: Any) -> dict[str, Any]:
 def count_rows(engine: Engine, table: str) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+def shop_purchases(now: datetime, n: int = 40) -> list[dict[str, Any]]:
+    """Purchases of ``n`` customers spread over the 300 days before ``now`` (1 to 4 each):
+    a first scoring run puts some of them in At Risk."""
+    out = []
+    for i in range(n):
+        for j in range(1 + i % 4):
+            out.append(
+                {
+                    "event_id": f"e{i}-{j}",
+                    "customer_id": f"c{i:03d}",
+                    "type": "purchase",
+                    "occurred_at": (now - timedelta(days=(i * 7 + j) % 300)).isoformat(),
+                    "amount": str(5 + (i * 13) % 200),
+                    "order_id": f"o{i}-{j}",
+                }
+            )
+    return out
+
+
+def post_events(server: Server, items: list[dict[str, Any]]) -> None:
+    """POST a batch with the ingest key; every item must be taken."""
+    with server.client("ingest") as client:
+        response = client.post("/v1/events", json={"batch": items})
+    assert response.status_code == 200 and response.json()["rejected"] == 0, response.text

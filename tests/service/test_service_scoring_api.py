@@ -10,7 +10,7 @@ from typing import Any
 import click
 import httpx
 from click.testing import CliRunner
-from service_helpers import Database, Server
+from service_helpers import Database, Server, post_events, shop_purchases
 
 from rfmflow.schemes import builtin_text
 from rfmflow.service.cli_scoring import scheme_apply, worker
@@ -20,30 +20,12 @@ FIXED = builtin_text("telegram-scrm")
 
 
 def shop(n: int = 40) -> list[dict[str, Any]]:
-    out = []
-    for i in range(n):
-        for j in range(1 + i % 4):
-            out.append(
-                {
-                    "event_id": f"e{i}-{j}",
-                    "customer_id": f"c{i:03d}",
-                    "type": "purchase",
-                    "occurred_at": (NOW - timedelta(days=(i * 7 + j) % 300)).isoformat(),
-                    "amount": str(5 + (i * 13) % 200),
-                    "order_id": f"o{i}-{j}",
-                }
-            )
-    return out
-
-
-def load(server: Server, items: list[dict[str, Any]]) -> None:
-    with server.client("ingest") as client:
-        response = client.post("/v1/events", json={"batch": items})
-    assert response.status_code == 200 and response.json()["rejected"] == 0
+    """:func:`service_helpers.shop_purchases` before the module's ``NOW``."""
+    return shop_purchases(NOW, n)
 
 
 def test_runs_segments_and_customers(server: Server) -> None:
-    load(server, shop())
+    post_events(server, shop())
     with server.client("analyst") as analyst:
         assert analyst.get("/v1/runs").json()["runs"] == []
         created = analyst.post("/v1/runs")
@@ -90,7 +72,7 @@ def test_runs_segments_and_customers(server: Server) -> None:
 
 
 def test_put_scheme(server: Server) -> None:
-    load(server, shop())
+    post_events(server, shop())
     with server.client("admin") as admin:
         current = admin.get("/v1/scheme").json()
         assert (current["version"], current["name"], current["stored"]) == (1, "rfm11", False)
@@ -136,10 +118,12 @@ def test_put_scheme(server: Server) -> None:
 def test_a_purchase_moves_the_segment_before_the_answer(server: Server) -> None:
     with server.client("admin") as admin:
         assert admin.put("/v1/scheme", content=FIXED).status_code == 200
-    load(server, [{"event_id": "m", "customer_id": "z", "type": "message", "occurred_at": NOW.isoformat()}])
+    post_events(
+        server, [{"event_id": "m", "customer_id": "z", "type": "message", "occurred_at": NOW.isoformat()}]
+    )
     with server.client("agent") as agent:
         assert agent.get("/v1/customers/z/scores").json()["scores"]["segment"] == "Retain"
-        load(
+        post_events(
             server,
             [
                 {"event_id": f"p{i}", "customer_id": "z", "type": "purchase", "occurred_at": NOW.isoformat(),
