@@ -45,10 +45,8 @@ from rfmflow.automation.definition import (
     TEMPLATE_FIELDS,
     Message,
     WorkflowError,
-    _message,
-    _Reader,
-    _sandbox,
-    _vars,
+    compile_template,
+    read_message,
 )
 from rfmflow.core.errors import RfmflowError
 from rfmflow.service.customer_search import Bounds, CustomerFilter, conditions, money_scheme
@@ -151,32 +149,18 @@ def audience_problems(audience: Audience) -> list[tuple[str, str]]:
 
 
 # --- the message ----------------------------------------------------------------------------
-class _MessageReader(_Reader):
-    """The workflow checks, with errors that name the broadcast's field."""
-
-    def fail(self, where: str, reason: str) -> WorkflowError:
-        err = WorkflowError(f"{where}: {reason}")
-        err.where = where  # type: ignore[attr-defined]
-        return err
-
-
 def check_message(channel: str, message: Mapping[str, Any], variables: Any) -> tuple[Message, dict[str, str]]:
     """The broadcast's message and vars, checked as a workflow's send step; raises
     :class:`BroadcastError` (422) naming the field (``message.text``, ``vars.coupon``, ...)."""
-    reader = _MessageReader("broadcast")
     try:
-        checked_vars = _vars(reader, variables)
-        if not isinstance(message, Mapping):
-            raise reader.fail("message", "expected a mapping of templates (text, subject, html, ...)")
-        if "channel" in message and message["channel"] != channel:
-            raise reader.fail("message.channel", f"differs from the broadcast's channel {channel!r}")
-        if message.get("fallback") is not None:
-            raise reader.fail("message.fallback", "a broadcast goes out on one channel; leave fallback out")
-        checked = _message(reader, {**message, "channel": channel}, "message", checked_vars)
+        if isinstance(message, Mapping) and message.get("fallback") is not None:
+            raise WorkflowError(
+                "", where="message.fallback", reason="a broadcast goes out on one channel; leave fallback out"
+            )
+        return read_message(channel, message, variables, owner="broadcast")
     except WorkflowError as err:
-        where = str(getattr(err, "where", "message"))
-        raise BroadcastError(str(err), status=422, loc=("body", *where.split("."))) from None
-    return checked, checked_vars
+        where = err.where or "message"
+        raise BroadcastError(f"{where}: {err.reason}", status=422, loc=("body", *where.split("."))) from None
 
 
 class Renderer:
@@ -185,15 +169,14 @@ class Renderer:
     step writes: text, subject, html, buttons as [label, target], payload)."""
 
     def __init__(self, message: Message) -> None:
-        env = _sandbox()
         self.message = message
-        self._text = env.from_string(message.text)
-        self._subject = env.from_string(message.subject)
-        self._html = env.from_string(message.html)
+        self._text = compile_template(message.text)
+        self._subject = compile_template(message.subject)
+        self._html = compile_template(message.html)
         self._buttons = [
-            (env.from_string(label), env.from_string(target)) for label, target in message.buttons
+            (compile_template(label), compile_template(target)) for label, target in message.buttons
         ]
-        self._payload = {key: env.from_string(value) for key, value in message.payload.items()}
+        self._payload = {key: compile_template(value) for key, value in message.payload.items()}
 
     def __call__(self, values: Mapping[str, Any]) -> dict[str, Any]:
         return {

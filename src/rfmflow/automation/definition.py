@@ -41,7 +41,7 @@ from datetime import time, timedelta
 from typing import Any, Literal
 
 import yaml
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from rfmflow.core.errors import ExpressionError, RfmflowError
@@ -49,7 +49,13 @@ from rfmflow.core.expressions import Expr, parse_expression
 
 
 class WorkflowError(RfmflowError):
-    """A workflow definition is invalid: the message names the workflow, the path and why."""
+    """A workflow definition is invalid: the message names the workflow, the path and why
+    (also as ``where`` and ``reason``, for callers that report them their own way)."""
+
+    def __init__(self, message: str, *, where: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.where = where
+        self.reason = reason or message
 
 
 CHANNELS = ("telegram", "email", "webhook")
@@ -250,7 +256,7 @@ class _Reader:
         self.name = name
 
     def fail(self, where: str, reason: str) -> WorkflowError:
-        return WorkflowError(f"workflow {self.name!r}: {where}: {reason}")
+        return WorkflowError(f"workflow {self.name!r}: {where}: {reason}", where=where, reason=reason)
 
     def mapping(self, value: Any, where: str, allowed: Iterable[str]) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -751,6 +757,25 @@ def _check_graph(r: _Reader, steps: tuple[Step, ...], raw: list[tuple[str, dict[
             visit(s.id, [s.id])
 
 
+def read_message(
+    channel: str, data: Mapping[str, Any], variables: Any, *, owner: str = "message"
+) -> tuple[Message, dict[str, str]]:
+    """A message and its ``vars`` checked as a workflow's send step (for broadcasts); raises
+    :class:`WorkflowError` whose ``where`` is the field (``message.text``, ``vars.coupon``)."""
+    r = _Reader(owner)
+    checked_vars = _vars(r, variables)
+    if not isinstance(data, Mapping):
+        raise r.fail("message", "expected a mapping of templates (text, subject, html, ...)")
+    if "channel" in data and data["channel"] != channel:
+        raise r.fail("message.channel", f"differs from the {owner}'s channel {channel!r}")
+    return _message(r, {**data, "channel": channel}, "message", checked_vars), checked_vars
+
+
+def compile_template(text: str) -> Template:
+    """A checked template compiled once in the sandbox, to render for many customers."""
+    return _sandbox().from_string(text)
+
+
 def render_template(text: str, values: Mapping[str, Any]) -> str:
     """Render a checked template in the sandbox (``values``: customer fields and vars)."""
     return _sandbox().from_string(text).render(**values)
@@ -767,6 +792,8 @@ __all__ = [
     "Trigger",
     "Workflow",
     "WorkflowError",
+    "compile_template",
+    "read_message",
     "render_template",
     "workflow_from_dict",
     "workflow_from_yaml",
