@@ -23,7 +23,10 @@ AUTOMATION_TABLES = {  # 0005
     "workflows", "enrolments", "journey_steps", "outbox", "tasks", "consents", "consent_changes",
     "broadcasts", "automation_cursors", "workflow_versions",
 }  # fmt: skip
-TABLES = INGEST_TABLES | SCORING_TABLES | TAG_TABLES | AUTOMATION_TABLES
+SERVICE_TABLES = {  # 0006
+    "prediction_fits", "customer_predictions", "alert_rules", "alert_events", "reports", "users", "erasures",
+}  # fmt: skip
+TABLES = INGEST_TABLES | SCORING_TABLES | TAG_TABLES | AUTOMATION_TABLES | SERVICE_TABLES
 SEARCH_INDEXES = {"ix_customer_profiles_email_lower", "ix_customer_profiles_name_lower"}  # 0004
 
 
@@ -38,11 +41,15 @@ def test_up_down_up(bare_engine: Engine) -> None:
     assert current(bare_engine) == head_revision() and is_current(bare_engine)
     assert tables(bare_engine) == TABLES
     upgrade(bare_engine)  # again: nothing to do
-    assert indexes(bare_engine) >= SEARCH_INDEXES
+    assert indexes(bare_engine) >= SEARCH_INDEXES | {"ix_events_received_at"}
+    downgrade(bare_engine, "0005")
+    assert tables(bare_engine) == TABLES - SERVICE_TABLES
+    assert "ix_events_received_at" not in indexes(bare_engine)
     downgrade(bare_engine, "0004")
-    assert tables(bare_engine) == TABLES - AUTOMATION_TABLES
+    assert tables(bare_engine) == TABLES - AUTOMATION_TABLES - SERVICE_TABLES
     downgrade(bare_engine, "0003")
-    assert not SEARCH_INDEXES & indexes(bare_engine) and tables(bare_engine) == TABLES - AUTOMATION_TABLES
+    assert not SEARCH_INDEXES & indexes(bare_engine)
+    assert tables(bare_engine) == INGEST_TABLES | SCORING_TABLES | TAG_TABLES
     downgrade(bare_engine, "0002")
     assert tables(bare_engine) == INGEST_TABLES | SCORING_TABLES
     with bare_engine.connect() as conn:

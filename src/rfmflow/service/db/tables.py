@@ -523,3 +523,115 @@ automation_cursors = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     comment="how far each feed was read; feeds are re-read with an overlap and handled idempotently",
 )
+
+# --- 0006: predictions, alerts, reports, users, erasures -------------------------------------
+
+prediction_fits = sa.Table(
+    "prediction_fits",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("as_of_day", sa.Integer(), nullable=False),
+    sa.Column("run_id", sa.Integer(), nullable=True, comment="the scoring run it followed, if any"),
+    sa.Column("model", sa.String(16), nullable=False, comment="mbgnbd, bgnbd or paretonbd (+ gamma-gamma)"),
+    sa.Column("time_unit", sa.String(8), nullable=False),
+    sa.Column("status", sa.String(8), nullable=False, comment="done or failed"),
+    sa.Column("params", json_type(), nullable=True, comment="fitted parameters of both models"),
+    sa.Column("summary", json_type(), nullable=True, comment="churn counts, expected revenue by segment"),
+    sa.Column("customers", sa.Integer(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True, comment="why the fit failed"),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.Column("duration_ms", sa.Float(), nullable=True),
+    sa.CheckConstraint("status IN ('running', 'done', 'failed')", name="status"),
+)
+
+customer_predictions = sa.Table(
+    "customer_predictions",
+    metadata,
+    sa.Column("customer_id", sa.String(256), primary_key=True),
+    sa.Column("fit_id", sa.Integer(), nullable=False),
+    sa.Column("p_alive", sa.Float(), nullable=True),
+    sa.Column("expected_purchases", sa.Float(), nullable=True, comment="within the fit's horizon"),
+    sa.Column(
+        "expected_spend_minor", sa.BigInteger(), nullable=True, comment="mean order value, minor units"
+    ),
+    sa.Column("clv_minor", sa.BigInteger(), nullable=True, comment="discounted, minor units"),
+    sa.Column("churn_risk", sa.String(8), nullable=True, comment="low, medium or high"),
+    sa.Column("days_to_next_purchase", sa.Float(), nullable=True),
+    sa.Column("predicted_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "churn_risk", "customer_id"),
+)
+
+alert_rules = sa.Table(
+    "alert_rules",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("kind", sa.String(32), nullable=False, comment="segment_growth, metric_drop, ..."),
+    sa.Column("params", json_type(), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False, comment="telegram, email or webhook"),
+    sa.Column("target", sa.String(500), nullable=False, comment="chat id, address or URL"),
+    sa.Column("enabled", sa.Boolean(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+alert_events = sa.Table(
+    "alert_events",
+    metadata,
+    sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    sa.Column("rule_id", sa.Integer(), nullable=False),
+    sa.Column("occurrence", sa.String(200), nullable=False, comment="one row, one delivery per occurrence"),
+    sa.Column("fired_at", UTCDateTime(), nullable=False),
+    sa.Column("title", sa.String(300), nullable=False),
+    sa.Column("message", sa.Text(), nullable=False),
+    sa.Column("details", json_type(), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, comment="pending, sending, sent, failed or unknown"),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("delivered_at", UTCDateTime(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.UniqueConstraint("rule_id", "occurrence"),
+    sa.Index(None, "fired_at"),
+)
+
+reports = sa.Table(
+    "reports",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False, comment="weekly"),
+    sa.Column("period_start", UTCDateTime(), nullable=False),
+    sa.Column("period_end", UTCDateTime(), nullable=False),
+    sa.Column("generated_at", UTCDateTime(), nullable=False),
+    sa.Column("summary", json_type(), nullable=False),
+    sa.Column("html", sa.Text(), nullable=False, comment="self-contained page"),
+    sa.Column("deliveries", json_type(), nullable=True, comment="per target: status, at, error"),
+    sa.UniqueConstraint("kind", "period_end"),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(200), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(300), nullable=False, comment="scrypt, salted"),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("disabled_at", UTCDateTime(), nullable=True),
+    sa.Column("last_login_at", UTCDateTime(), nullable=True),
+)
+
+erasures = sa.Table(
+    "erasures",
+    metadata,
+    sa.Column("customer_id", sa.String(256), primary_key=True),
+    sa.Column("erased_at", UTCDateTime(), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("summary", json_type(), nullable=True, comment="what was removed and what was kept"),
+    comment="customers whose personal data was erased on request (GDPR); their counts remain",
+)
+
+events_received_index = sa.Index("ix_events_received_at", events.c.received_at)
