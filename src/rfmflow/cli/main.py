@@ -140,6 +140,9 @@ def _register() -> None:
     from rfmflow.service.cli_exports import export
 
     main.add_command(export)
+    from rfmflow.service.cli_predictions import predictions
+
+    main.add_command(predictions)
     from rfmflow.automation.cli_broadcasts import broadcasts
 
     main.add_command(broadcasts)

@@ -315,6 +315,7 @@ def _route_modules() -> list[Callable[[FastAPI], None]]:
         routes_exports,
         routes_history,
         routes_imports,
+        routes_predictions,
         routes_profiles,
         routes_scoring,
         routes_sources,
@@ -324,6 +325,7 @@ def _route_modules() -> list[Callable[[FastAPI], None]]:
     return [
         routes_sources.register,
         routes_scoring.register,
+        routes_predictions.register,
         routes_imports.register,
         routes_profiles.register,
         routes_tags.register,

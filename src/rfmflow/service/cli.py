@@ -142,6 +142,12 @@ def _load_demo_if_empty(settings: Settings) -> None:
         run = run_now(engine, settings, trigger="cli", wait_seconds=30.0)
         segments = ", ".join(f"{name} {count:,}" for name, count in run.segment_counts.items())
         click.echo(f"scored {run.customers:,} customers as of {run.as_of}: {segments}", err=True)
+        if settings.predictions:
+            from rfmflow.service.cli_predictions import describe_fit
+            from rfmflow.service.predictions import fit_predictions
+
+            fit = fit_predictions(engine, settings)
+            click.echo(describe_fit(fit.as_dict()), err=True)
     finally:
         engine.dispose()
 

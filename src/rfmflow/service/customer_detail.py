@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from rfmflow.service.db.store import read_customer
 from rfmflow.service.db.tables import customer_scores, customer_tags, events
 from rfmflow.service.ingest import EPOCH_ORDINAL
+from rfmflow.service.predictions import customer_prediction
 from rfmflow.service.profiles import read_profile
 from rfmflow.service.scoring import score_out, segment_history, segment_on
 from rfmflow.service.settings import Settings
@@ -142,6 +143,7 @@ def customer_detail(
         "scores": scored,
         "tags": customer_tag_rows(conn, customer_id),
         "segment_history": history,
+        "predictions": customer_prediction(conn, customer_id, settings),
         "recent_events": recent_events(conn, customer_id, settings, limit=events_limit)
         if row is not None
         else [],

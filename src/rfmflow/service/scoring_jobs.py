@@ -362,7 +362,7 @@ def run_due(
     moment = _now(now)
     if not claim(engine, holder, now=moment, due_only=True):
         return None
-    return _run_leased(
+    result = _run_leased(
         engine,
         settings,
         holder,
@@ -371,6 +371,20 @@ def run_due(
         started=moment,
         next_run_at=schedule.next_after(moment, settings.zone),
     )
+    if settings.predictions:
+        refit_predictions(engine, settings)
+    return result
+
+
+def refit_predictions(engine: Engine, settings: Settings) -> None:
+    """Fit the churn and CLV models after a run; a failure is logged and recorded, never raised
+    (the run itself has committed)."""
+    from rfmflow.service.predictions import fit_predictions
+
+    try:
+        fit_predictions(engine, settings)
+    except Exception:
+        log.exception("fitting the predictions failed")
 
 
 # --- loops ---------------------------------------------------------------------------------------

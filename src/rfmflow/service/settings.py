@@ -22,6 +22,8 @@ CONFIRM_ABOVE``                                                          repeat 
 CONFIRM_TOLERANCE``                                                      move from the confirmed count
 ``RFMFLOW_SECRET_KEY``      generated, kept in ``<data dir>/secret_key``  signs dashboard sessions (32+
                                                                          characters; never shown)
+``RFMFLOW_PREDICTIONS``     ``on``                                       fit churn/CLV models after each
+                                                                         scheduled scoring run (or ``off``)
 ==========================  ===========================================  ====================================
 
 Sources (Segment-compatible endpoints and webhooks; secrets are never shown in messages or
@@ -109,6 +111,8 @@ class Settings:
     telegram_webhook_url: str = ""
     """When set (webhook mode), the bot calls ``setWebhook`` with it on start."""
     telegram_menus: str = ""
+    predictions: bool = True
+    """Fit the churn and CLV models after each scheduled scoring run (``RFMFLOW_PREDICTIONS``)."""
     """The bot's welcome, onboarding choices and menus: JSON, or a JSON/YAML file's path."""
 
     def __post_init__(self) -> None:
@@ -289,6 +293,15 @@ def _fraction(name: str, text: str | None, default: float = 0.02) -> float:
         raise SettingsError(f"{PREFIX}{name}: {text!r} is not a number such as 0.02") from None
 
 
+def _on_off(name: str, text: str | None, default: bool = True) -> bool:
+    if text is None:
+        return default
+    value = text.strip().lower()
+    if value not in ("on", "off", "true", "false", "1", "0"):
+        raise SettingsError(f"{PREFIX}{name}: {text!r} is not on or off")
+    return value in ("on", "true", "1")
+
+
 def _int(name: str, text: str) -> int:
     try:
         return int(text.strip())
@@ -343,4 +356,5 @@ def load_settings(
         telegram_webhook_secret=get("TELEGRAM_WEBHOOK_SECRET") or "",
         telegram_webhook_url=get("TELEGRAM_WEBHOOK_URL") or "",
         telegram_menus=get("TELEGRAM_MENUS") or "",
+        predictions=_on_off("PREDICTIONS", get("PREDICTIONS")),
     )
