@@ -143,6 +143,9 @@ def _register() -> None:
     from rfmflow.service.cli_predictions import predictions
 
     main.add_command(predictions)
+    from rfmflow.service.cli_users import users
+
+    main.add_command(users)
     from rfmflow.automation.cli_broadcasts import broadcasts
 
     main.add_command(broadcasts)

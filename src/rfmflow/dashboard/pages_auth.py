@@ -1,12 +1,14 @@
-"""Sign in with an API key (a session cookie), sign out."""
+"""Sign in with an API key or a user name and password (a session cookie), sign out."""
 
 from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
 from rfmflow.dashboard.session import (
@@ -31,6 +33,8 @@ from rfmflow.dashboard.web import (
     svc,
 )
 from rfmflow.service.auth import ApiKey, authenticate
+from rfmflow.service.db.engine import run_write
+from rfmflow.service.users import User, sign_in
 
 log = logging.getLogger("rfmflow.dashboard")
 
@@ -63,6 +67,45 @@ def _form(request: Request, *, next_path: str, error: str | None = None, status:
     return response
 
 
+def _signed_in(request: Request, cookie: str, target: str) -> Response:
+    response = redirect(target)
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        max_age=SESSION_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+        path="/",
+    )
+    response.delete_cookie(LOGIN_COOKIE, path="/login")
+    return response
+
+
+async def _password_sign_in(request: Request, username: str, password: str, target: str) -> Response:
+    if not password:
+        return _form(request, next_path=target, status=422, error="password: enter the password")
+    state = svc(request)
+
+    def check(conn: Connection) -> User | None:
+        return sign_in(conn, username, password, now=datetime.now(UTC))
+
+    user = await run_in_threadpool(run_write, state.engine, check)
+    if user is None:
+        log.info("dashboard sign-in refused", extra={"username": username})
+        return _form(
+            request,
+            next_path=target,
+            status=401,
+            error="password: wrong user name or password, or the user is disabled",
+        )
+    cookie, _claims = dashboard(request).signer.issue(
+        user.id, user.password_hash, now=int(time.time()), kind="user"
+    )
+    log.info("dashboard sign-in", extra={"user": user.username, "role": user.role})
+    return _signed_in(request, cookie, target)
+
+
 def register(app: FastAPI) -> None:
     @app.get("/login", include_in_schema=False)
     def login_page(request: Request, next: str | None = None) -> Response:
@@ -82,9 +125,17 @@ def register(app: FastAPI) -> None:
                 status=403,
                 error="the sign-in form expired or came from another site: try again",
             )
+        username = (first(form, "username") or "").strip()
+        if username:
+            return await _password_sign_in(request, username, first(form, "password") or "", target)
         presented = (first(form, "api_key") or "").strip()
         if not presented:
-            return _form(request, next_path=target, status=422, error="api_key: enter an API key (rfm_...)")
+            return _form(
+                request,
+                next_path=target,
+                status=422,
+                error="api_key: enter an API key (rfm_...), or a user name and password",
+            )
         state = svc(request)
 
         def check() -> tuple[ApiKey | None, str]:
@@ -105,18 +156,7 @@ def register(app: FastAPI) -> None:
             )
         cookie, _claims = dashboard(request).signer.issue(key.id, secret_hash, now=int(time.time()))
         log.info("dashboard sign-in", extra={"key_id": key.id, "role": key.role})
-        response = redirect(target)
-        response.set_cookie(
-            SESSION_COOKIE,
-            cookie,
-            max_age=SESSION_SECONDS,
-            httponly=True,
-            samesite="lax",
-            secure=_secure(request),
-            path="/",
-        )
-        response.delete_cookie(LOGIN_COOKIE, path="/login")
-        return response
+        return _signed_in(request, cookie, target)
 
     @app.post("/logout", include_in_schema=False)
     async def logout(request: Request) -> Response:

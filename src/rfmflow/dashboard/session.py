@@ -1,10 +1,13 @@
-"""Dashboard sessions: a signed cookie naming the API key that signed in, checked on every request.
+"""Dashboard sessions: a signed cookie naming the API key or the user that signed in, checked on
+every request.
 
 The cookie holds ``<payload>.<mac>``: the payload (URL-safe base64 of JSON) names the key's
-id, a fingerprint of the key's stored hash, when the session was issued and when it expires,
-and a random nonce; the MAC is HMAC-SHA256 over it with the secret key. The API key itself
-is never stored in the cookie. On each request the key is read again from ``api_keys``: a
-revoked (or replaced) key, an ``ingest`` key or an expired session ends the session.
+(or user's) id, a fingerprint of the key's stored hash (the user's password hash), when the
+session was issued and when it expires, and a random nonce; the MAC is HMAC-SHA256 over it
+with the secret key. Neither the API key nor the password is stored in the cookie. On each
+request the key is read again from ``api_keys`` (the user from ``users``): a revoked (or
+replaced) key, an ``ingest`` key, a disabled user, a changed password or an expired session
+ends the session.
 
 The secret is ``RFMFLOW_SECRET_KEY`` when set, else one generated on first use and kept in
 ``<data dir>/secret_key`` (mode 0600; created atomically, so processes sharing the data
@@ -34,6 +37,7 @@ from sqlalchemy.engine import Connection
 from rfmflow.service.auth import ApiKey
 from rfmflow.service.db.tables import api_keys
 from rfmflow.service.settings import MIN_SECRET_KEY_LENGTH, Settings, SettingsError
+from rfmflow.service.users import get_user_by_id
 
 SESSION_COOKIE = "rfmflow_session"
 LOGIN_COOKIE = "rfmflow_login"
@@ -102,11 +106,13 @@ class Claims:
     issued: int
     expires: int
     nonce: str
+    kind: str = "key"  # key or user
 
 
 @dataclass(frozen=True)
 class Session:
-    """A signed-in user: the API key (still active) and the session's CSRF token."""
+    """Who signed in and the session's CSRF token. ``key`` carries the role; for a user it is
+    made from the user (``prefix`` ``user``, ``name`` the user name)."""
 
     key: ApiKey
     claims: Claims
@@ -114,6 +120,11 @@ class Session:
 
     def allows(self, permission: str) -> bool:
         return self.key.allows(permission)
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names who did something: ``key:<id>`` or ``user:<name>``."""
+        return f"user:{self.key.name}" if self.claims.kind == "user" else f"key:{self.key.id}"
 
 
 class Signer:
@@ -129,14 +140,22 @@ class Signer:
         """Ties a session to one key's stored hash (a new key under an old id does not match)."""
         return _b64(self._mac("key", secret_hash.encode("ascii")))[:22]
 
-    def issue(self, key_id: int, secret_hash: str, *, now: int) -> tuple[str, Claims]:
+    def issue(self, key_id: int, secret_hash: str, *, now: int, kind: str = "key") -> tuple[str, Claims]:
+        """A cookie for key ``key_id`` (``kind="user"``: for user ``key_id``, ``secret_hash`` being
+        the password hash)."""
         claims = Claims(
-            key_id, self.fingerprint(secret_hash), now, now + SESSION_SECONDS, secrets.token_hex(16)
+            key_id, self.fingerprint(secret_hash), now, now + SESSION_SECONDS, secrets.token_hex(16), kind
         )
-        payload = json.dumps(
-            [claims.key_id, claims.fingerprint, claims.issued, claims.expires, claims.nonce],
-            separators=(",", ":"),
-        ).encode("utf-8")
+        fields: list[object] = [
+            claims.key_id,
+            claims.fingerprint,
+            claims.issued,
+            claims.expires,
+            claims.nonce,
+        ]
+        if kind != "key":
+            fields.append(kind)
+        payload = json.dumps(fields, separators=(",", ":")).encode("utf-8")
         body = _b64(payload)
         return f"{body}.{_b64(self._mac('session', body.encode('ascii')))}", claims
 
@@ -152,14 +171,15 @@ class Signer:
             data = json.loads(_unb64(body))
         except (binascii.Error, UnicodeError, ValueError):
             return None
-        if not isinstance(data, list) or len(data) != 5:
+        if not isinstance(data, list) or len(data) not in (5, 6) or (len(data) == 6 and data[5] != "user"):
             return None
-        key_id, fingerprint, issued, expires, nonce = data
+        key_id, fingerprint, issued, expires, nonce = data[:5]
+        kind = "user" if len(data) == 6 else "key"
         if not (isinstance(key_id, int) and isinstance(issued, int) and isinstance(expires, int)):
             return None
         if not (isinstance(fingerprint, str) and isinstance(nonce, str)) or now >= expires:
             return None
-        return Claims(key_id, fingerprint, issued, expires, nonce)
+        return Claims(key_id, fingerprint, issued, expires, nonce, kind)
 
     def csrf(self, nonce: str) -> str:
         return _b64(self._mac("csrf", nonce.encode("ascii")))
@@ -171,7 +191,15 @@ class Signer:
 
 
 def session_key(conn: Connection, signer: Signer, claims: Claims) -> ApiKey | None:
-    """The session's key when it is still active, still the same key, and may sign in."""
+    """The session's key when it is still active, still the same key, and may sign in (for a
+    user's session: the user, enabled, with the same password, as a key of the user's role)."""
+    if claims.kind == "user":
+        user = get_user_by_id(conn, claims.key_id)
+        if user is None or user.disabled_at is not None or user.role not in SIGN_IN_ROLES:
+            return None
+        if not hmac.compare_digest(signer.fingerprint(user.password_hash), claims.fingerprint):
+            return None
+        return ApiKey(user.id, user.username, "user", user.role, user.created_at, None)
     row = conn.execute(sa.select(api_keys).where(api_keys.c.id == claims.key_id)).first()
     if row is None or row.revoked_at is not None or row.role not in SIGN_IN_ROLES:
         return None
