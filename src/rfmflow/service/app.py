@@ -308,7 +308,13 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
 def _route_modules() -> list[Callable[[FastAPI], None]]:
     """Route groups kept in their own modules, each with ``register(app)``."""
-    from rfmflow.automation import routes_broadcasts, routes_results, routes_telegram, routes_workflows
+    from rfmflow.automation import (
+        routes_broadcasts,
+        routes_results,
+        routes_tasks,
+        routes_telegram,
+        routes_workflows,
+    )
     from rfmflow.dashboard import routes as dashboard_routes
     from rfmflow.service import (
         routes_customers,
@@ -337,6 +343,7 @@ def _route_modules() -> list[Callable[[FastAPI], None]]:
         routes_results.register,  # GET /v1/workflows/{name}/results, /v1/broadcasts/{id}/results
         routes_broadcasts.register,  # /v1/broadcasts: preview, create, start, pause, resume, stop
         routes_workflows.register,  # /v1/workflows, /v1/customers/{id}/consent (rfmflow.automation)
+        routes_tasks.register,  # /v1/tasks: hand-offs to people (rfmflow.automation)
     ]
 
 
