@@ -33,6 +33,7 @@ A step without ``next`` goes on to the step below it; the last one ends the jour
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -776,9 +777,15 @@ def compile_template(text: str) -> Template:
     return _sandbox().from_string(text)
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled(text: str) -> Template:
+    return compile_template(text)
+
+
 def render_template(text: str, values: Mapping[str, Any]) -> str:
-    """Render a checked template in the sandbox (``values``: customer fields and vars)."""
-    return _sandbox().from_string(text).render(**values)
+    """Render a checked template in the sandbox (``values``: customer fields and vars); each
+    template text is compiled once per process (compiling was ~80% of the runner's time)."""
+    return _compiled(text).render(**values)
 
 
 __all__ = [

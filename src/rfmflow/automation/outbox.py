@@ -28,6 +28,7 @@ import asyncio
 import os
 import socket
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -160,6 +161,7 @@ def claim(
     capped: dict[str, dict[str, datetime]] = {}
     planned: dict[tuple[str, str], int] = defaultdict(int)
     claimed: list[Claimed] = []
+    sending: list[dict[str, Any]] = []
     for r in rows:
         message = dict(r.message or {})
         changes: dict[str, Any]
@@ -233,21 +235,26 @@ def claim(
                     )
                 continue
         planned[(r.customer_id, channel)] += 1
+        sending.append(
+            {"b_id": r.id, "b_channel": channel, "b_recipient": address, "b_attempts": r.attempts + 1}
+        )
+        claimed.append(Claimed(r.id, r.customer_id, channel, address, message))
+    if sending:
         conn.execute(
             sa.update(outbox)
-            .where(o.id == r.id)
+            .where(o.id == sa.bindparam("b_id"))
             .values(
                 status="sending",
-                channel=channel,
-                recipient=address,
-                attempts=r.attempts + 1,
+                channel=sa.bindparam("b_channel"),
+                recipient=sa.bindparam("b_recipient"),
+                attempts=sa.bindparam("b_attempts"),
                 locked_by=worker,
                 locked_until=now + settings.send_lease,
                 sent_at=now,
                 reason=None,
-            )
+            ),
+            sending,
         )
-        claimed.append(Claimed(r.id, r.customer_id, channel, address, message))
     return claimed, len(rows)
 
 
@@ -291,6 +298,84 @@ def record(
     return status
 
 
+def record_many(
+    conn: Connection,
+    done: Sequence[tuple[Claimed, SendOutcome, datetime]],
+    worker: str,
+    claimed_at: datetime,
+) -> list[str]:
+    """:func:`record` for several outcomes in one transaction; the deliveries in one statement."""
+    o = outbox.c
+    delivered = [(item, outcome, at) for item, outcome, at in done if outcome.status == "delivered"]
+    statuses: list[str] = []
+    if delivered:
+        matched = conn.execute(
+            sa.update(outbox)
+            .where(o.id == sa.bindparam("b_id"), o.status == "sending", o.locked_by == worker)
+            .values(
+                status="delivered",
+                sent_at=sa.bindparam("b_sent_at"),
+                provider_id=sa.bindparam("b_provider_id"),
+                reason=sa.bindparam("b_reason"),
+                locked_by=None,
+                locked_until=None,
+            ),
+            [
+                {
+                    "b_id": item.id,
+                    "b_sent_at": outcome.sent_at or at,
+                    "b_provider_id": outcome.provider_message_id,
+                    "b_reason": outcome.reason,
+                }
+                for item, outcome, at in delivered
+            ],
+        ).rowcount
+        took = len(delivered) if matched is None or matched < 0 else int(matched)
+        statuses += ["delivered"] * took + ["lost-lease"] * (len(delivered) - took)
+    statuses += [
+        record(conn, item, outcome, worker, at, claimed_at)
+        for item, outcome, at in done
+        if outcome.status != "delivered"
+    ]
+    return statuses
+
+
+class _Recorder:
+    """Writes outcomes as they come back: one transaction when they trickle in, many outcomes per
+    transaction when they come faster than a commit (a crash before the write leaves the row
+    ``sending``, and it becomes ``unknown``: never resent)."""
+
+    def __init__(self, engine: Engine, worker: str, claimed_at: datetime, stats: DispatchStats) -> None:
+        self.engine = engine
+        self.worker = worker
+        self.claimed_at = claimed_at
+        self.stats = stats
+        self.waiting: list[tuple[Claimed, SendOutcome, datetime]] = []
+        self.writing: asyncio.Task[None] | None = None
+
+    def add(self, item: Claimed, outcome: SendOutcome) -> None:
+        self.waiting.append((item, outcome, datetime.now(UTC)))
+        if self.writing is None or self.writing.done():
+            self.writing = asyncio.ensure_future(self._write())
+
+    async def _write(self) -> None:
+        while self.waiting:
+            taken, self.waiting = self.waiting, []
+            statuses = await asyncio.to_thread(
+                run_write,
+                self.engine,
+                lambda c, taken=taken: record_many(c, taken, self.worker, self.claimed_at),
+            )
+            for status in statuses:
+                self.stats.outcomes[status] += 1
+
+    async def close(self) -> None:
+        while self.writing is not None and not self.writing.done():
+            await self.writing
+        if self.writing is not None:
+            self.writing.result()  # a failed write is raised here
+
+
 async def dispatch_once(
     engine: Engine,
     senders: ChannelSenders,
@@ -315,18 +400,17 @@ async def dispatch_once(
     )
     stats.claimed = len(claimed)
 
+    recorder = _Recorder(engine, worker, at, stats)
+
     async def one(item: Claimed) -> None:
         try:
             outcome = await senders.send(item.channel, str(item.id), item.recipient, item.message)
         except Exception as err:  # the sender broke: it may have sent; never resend blindly
             outcome = SendOutcome(str(item.id), "unknown", reason=f"the sender failed: {err}")
-        done = datetime.now(UTC)
-        status = await asyncio.to_thread(
-            run_write, engine, lambda c: record(c, item, outcome, worker, done, at)
-        )
-        stats.outcomes[status] += 1
+        recorder.add(item, outcome)
 
     await asyncio.gather(*(one(item) for item in claimed))
+    await recorder.close()
     return stats
 
 
@@ -338,10 +422,12 @@ async def dispatch_all(
     now: datetime | None = None,
     business_zone: str = "UTC",
     limit: int = BATCH,
+    stopping: Callable[[], bool] | None = None,
 ) -> DispatchStats:
-    """Dispatch batches until nothing due is left to claim."""
+    """Dispatch batches until nothing due is left to claim (or ``stopping()`` says so between two
+    batches)."""
     total = DispatchStats()
-    while True:
+    while not (stopping is not None and stopping()):
         stats = await dispatch_once(
             engine, senders, settings, now=now, business_zone=business_zone, limit=limit
         )
@@ -350,7 +436,8 @@ async def dispatch_all(
         for k, v in stats.outcomes.items():
             total.outcomes[k] += v
         if stats.examined == 0:
-            return total
+            break
+    return total
 
 
 __all__ = [
@@ -361,6 +448,7 @@ __all__ = [
     "dispatch_all",
     "dispatch_once",
     "record",
+    "record_many",
     "recover_expired",
     "worker_id",
 ]

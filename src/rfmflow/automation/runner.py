@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -351,12 +351,14 @@ def run_due(
     business_zone: str = "UTC",
     batch: int = BATCH,
     max_batches: int | None = None,
+    stopping: Callable[[], bool] | None = None,
 ) -> RunStats:
-    """Advance every due journey, one transaction per batch, until none is due."""
+    """Advance every due journey, one transaction per batch, until none is due (or ``stopping()``
+    says so between two batches)."""
     cache = cache or WorkflowCache()
     total = RunStats()
     done = 0
-    while max_batches is None or done < max_batches:
+    while (max_batches is None or done < max_batches) and not (stopping is not None and stopping()):
         stats = run_write(
             engine,
             lambda conn: run_batch(

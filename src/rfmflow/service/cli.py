@@ -108,20 +108,41 @@ def _migrated_engine(settings: Settings) -> Any:
     is_flag=True,
     help="Do not run scheduled scoring in this process (run `rfmflow worker` processes instead).",
 )
+@click.option(
+    "--no-automation",
+    is_flag=True,
+    help="Do not run the automation loop in this process (run `rfmflow worker` processes instead; "
+    "RFMFLOW_AUTOMATION=off does the same).",
+)
 @env_file_option
 @_errors
-def serve(host: str | None, port: int | None, demo: bool, no_scheduler: bool, env_file: Path | None) -> None:
+def serve(
+    host: str | None,
+    port: int | None,
+    demo: bool,
+    no_scheduler: bool,
+    no_automation: bool,
+    env_file: Path | None,
+) -> None:
     """Run the HTTP API: migrate the database, create an admin key on first start, serve.
 
-    Scheduled scoring (RFMFLOW_SCORE_CRON, daily by default) runs in the same process unless
-    --no-scheduler. Stops gracefully on Ctrl-C or SIGTERM (requests in flight finish first).
+    Scheduled scoring (RFMFLOW_SCORE_CRON, daily by default) and the automation loop (workflows
+    and the outbox) run in the same process unless --no-scheduler / --no-automation. Stops
+    gracefully on Ctrl-C or SIGTERM (requests in flight and the automation batch in progress
+    finish first).
     """
     from rfmflow.service.server import serve as run
 
     settings = _settings(env_file, host=host, port=port)
     if demo:
         _load_demo_if_empty(settings)
-    run(settings, announce=lambda text: click.echo(text), scheduler=not no_scheduler)
+    run(
+        settings,
+        announce=lambda text: click.echo(text),
+        scheduler=not no_scheduler,
+        automation=not no_automation,
+        env_file=env_file,
+    )
 
 
 def _load_demo_if_empty(settings: Settings) -> None:

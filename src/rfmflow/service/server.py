@@ -13,6 +13,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import uvicorn
 
@@ -54,9 +55,18 @@ def prepare(settings: Settings) -> str | None:
     return first_admin_key(settings)
 
 
-def serve(settings: Settings, *, announce: Callable[[str], None] = print, scheduler: bool = True) -> None:
+def serve(
+    settings: Settings,
+    *,
+    announce: Callable[[str], None] = print,
+    scheduler: bool = True,
+    automation: bool = True,
+    env_file: Path | None = None,
+) -> None:
     """Run the service in the foreground until SIGTERM/SIGINT; with ``scheduler`` the scoring
-    schedule (``RFMFLOW_SCORE_CRON``, daily by default) runs in this process too."""
+    schedule (``RFMFLOW_SCORE_CRON``, daily by default) runs in this process too, and with
+    ``automation`` the automation loop (unless ``RFMFLOW_AUTOMATION=off``; its settings are read
+    from ``env_file`` and the environment when the app starts)."""
     log_config = configure_logging(settings.log_level)
     new_key = prepare(settings)
     if new_key is not None:
@@ -66,6 +76,8 @@ def serve(settings: Settings, *, announce: Callable[[str], None] = print, schedu
             "Make keys for senders and readers with `rfmflow keys create --role ingest|agent|analyst`."
         )
     app = create_app(settings)
+    app.state.run_automation = automation  # the loop is started with the app (its lifespan)
+    app.state.env_file = env_file
     config = uvicorn.Config(
         app,
         host=settings.host,
