@@ -48,6 +48,7 @@ from rfmflow.automation.definition import (
     compile_template,
     read_message,
 )
+from rfmflow.automation.links import UNSUBSCRIBE_MARK
 from rfmflow.core.errors import RfmflowError
 from rfmflow.service.customer_search import Bounds, CustomerFilter, conditions, money_scheme
 from rfmflow.service.db.engine import run_write
@@ -105,6 +106,7 @@ class Audience(BaseModel):
 
     segment: list[str] | None = Field(default=None, description="any of these segments")
     lifecycle: list[str] | None = Field(default=None, description="any of these lifecycle stages")
+    churn_risk: list[str] | None = Field(default=None, description="any of these predicted churn risks")
     tag: list[str] | None = Field(default=None, description="all of these tags")
     tag_any: list[str] | None = Field(default=None, description="at least one of these tags")
     tag_none: list[str] | None = Field(default=None, description="none of these tags")
@@ -126,6 +128,7 @@ class Audience(BaseModel):
         return CustomerFilter(
             segments=tuple(self.segment or ()),
             lifecycles=tuple(self.lifecycle or ()),
+            churn_risks=tuple(self.churn_risk or ()),
             tags_all=tuple(self.tag or ()),
             tags_any=tuple(self.tag_any or ()),
             tags_none=tuple(self.tag_none or ()),
@@ -411,6 +414,7 @@ def _customer_values(
     row: Any, tags: Sequence[str], variables: Mapping[str, str], decimals: int
 ) -> dict[str, Any]:
     values: dict[str, Any] = dict.fromkeys(TEMPLATE_FIELDS)
+    values["unsubscribe_url"] = UNSUBSCRIBE_MARK  # the sender puts the message's link there
     name = row.name
     monetary = (
         row.monetary if row.monetary_minor is None else Decimal(int(row.monetary_minor)).scaleb(-decimals)

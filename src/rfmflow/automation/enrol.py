@@ -77,9 +77,19 @@ def enrol_many(
     at: datetime,
 ) -> int:
     """Enrol ``(customer_id, cause)`` pairs that the re-entry policy lets in; how many entered."""
+    e = enrolments.c
+    # A cause already enrolled (a feed row read again in the overlap) must not take the place of
+    # a new cause of the same customer in this batch.
+    causes = sorted({cause for _, cause in candidates})
+    seen: set[str] = set()
+    for startix in range(0, len(causes), 1000):
+        chunk = causes[startix : startix + 1000]
+        seen.update(
+            conn.execute(sa.select(e.cause).where(e.workflow_id == workflow_id, e.cause.in_(chunk))).scalars()
+        )
+    candidates = [(cid, cause) for cid, cause in candidates if cause not in seen]
     if not candidates:
         return 0
-    e = enrolments.c
     ids = sorted({cid for cid, _ in candidates})
     last: dict[str, tuple[datetime, bool]] = {}
     for startix in range(0, len(ids), 1000):

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from rfmflow.automation.definition import TEMPLATE_FIELDS, Condition, Message, Step, Workflow, render_template
+from rfmflow.automation.links import UNSUBSCRIBE_MARK
 
 Status = Literal["active", "completed", "converted", "exited", "holdout"]
 MAX_STEPS_AT_ONCE = 200
@@ -133,6 +134,7 @@ def _values(workflow: Workflow, step: Step, facts: Facts) -> dict[str, Any]:
     values["tags"] = sorted(facts.tags)
     values["workflow"] = workflow.name
     values["step"] = step.id
+    values["unsubscribe_url"] = UNSUBSCRIBE_MARK  # the sender puts the message's link there
     return values
 
 

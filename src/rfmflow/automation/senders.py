@@ -4,6 +4,13 @@
 channel's message type and sends it through the channel's sender (Telegram over the Bot API,
 e-mail over SMTP, signed webhooks). A channel that is not configured is absent: its rows wait.
 Tests and the benchmark may hand in their own senders (a fake at the port).
+
+Before a message goes out, its links are made (:func:`prepare`, with the installation's
+:class:`~rfmflow.automation.links.LinkSigner` when ``public_url`` and the links key are set):
+``{{ unsubscribe_url }}`` becomes the message's signed ``/u/<token>`` link (an e-mail also
+carries it in ``List-Unsubscribe``, and as a last line when its text does not show it), and
+the URLs in an e-mail's text, its HTML ``href`` attributes and Telegram's URL buttons go
+through ``/l/<token>`` so a click is counted (``RFMFLOW_TRACK_LINKS=off`` leaves them).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
 
+from rfmflow.automation.links import UNSUBSCRIBE_MARK, LinkSigner
 from rfmflow.automation.settings import AutomationSettings
 from rfmflow.channels.outbound import OutboundMessage, SendOutcome
 
@@ -93,7 +101,61 @@ class ChannelSenders:
         await self._stack.aclose()
 
     async def send(self, channel: str, mid: str, recipient: str, message: Mapping[str, Any]) -> SendOutcome:
-        return await self._send[channel](mid, recipient, message)
+        signer = self.settings.link_signer()
+        ready = prepare(channel, mid, message, signer, track=self.settings.track_links)
+        return await self._send[channel](mid, recipient, ready)
+
+
+UNSUBSCRIBE_FOOTER = "\n\n--\nTo stop these e-mails: {url}"
+
+
+def prepare(
+    channel: str, mid: str, message: Mapping[str, Any], signer: LinkSigner | None, *, track: bool = True
+) -> dict[str, Any]:
+    """The message as it is sent: the unsubscribe link in place of its mark, and tracked URLs.
+
+    ``mid`` is the outbox id; without a ``signer`` (or for an id that is not a row's) the mark
+    becomes empty text and the URLs stay as written.
+    """
+    out = dict(message)
+    outbox_id = int(mid) if mid.isdigit() else None
+    url = signer.unsubscribe_url(outbox_id, channel) if signer and outbox_id is not None else ""
+
+    def unmark(value: Any) -> Any:
+        return value.replace(UNSUBSCRIBE_MARK, url) if isinstance(value, str) else value
+
+    for key in ("text", "subject", "html"):
+        if key in out:
+            out[key] = unmark(out[key])
+    if isinstance(out.get("payload"), Mapping):
+        out["payload"] = {k: unmark(v) for k, v in out["payload"].items()}
+    tracking = signer is not None and outbox_id is not None and track
+    if channel == "email":
+        if url:
+            out["unsubscribe_url"] = url
+        if tracking:
+            assert signer is not None and outbox_id is not None
+            out["text"] = signer.track_text(str(out.get("text", "")), outbox_id)
+            if out.get("html"):
+                out["html"] = signer.track_html(str(out["html"]), outbox_id)
+        if url and url not in str(out.get("text", "")):
+            out["text"] = str(out.get("text", "")) + UNSUBSCRIBE_FOOTER.format(url=url)
+    elif channel == "telegram" and tracking and out.get("buttons"):
+        assert signer is not None and outbox_id is not None
+        out["buttons"] = [
+            [
+                label,
+                signer.click_url(outbox_id, target)
+                if _is_url(target) and not signer.is_ours(target)
+                else target,
+            ]
+            for label, target in out["buttons"]
+        ]
+    return out
+
+
+def _is_url(target: Any) -> bool:
+    return str(target).startswith(("http://", "https://"))
 
 
 def _chat(recipient: str) -> int | str:
@@ -106,9 +168,9 @@ def _chat(recipient: str) -> int | str:
 def _keyboard(buttons: list[Any]) -> dict[str, Any] | None:
     rows = []
     for label, target in buttons:
-        key = "url" if str(target).startswith(("http://", "https://")) else "callback_data"
+        key = "url" if _is_url(target) else "callback_data"
         rows.append([{"text": label, key: target}])
     return {"inline_keyboard": rows} if rows else None
 
 
-__all__ = ["ChannelSenders", "SendFn"]
+__all__ = ["UNSUBSCRIBE_FOOTER", "ChannelSenders", "SendFn", "prepare"]

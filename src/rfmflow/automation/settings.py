@@ -22,6 +22,10 @@ variable                               default     what
 ``RFMFLOW_SMTP_FROM``                  ``rfmflow@localhost``
 ``RFMFLOW_AUTOMATION_WEBHOOK_URL``     (none)      where ``webhook`` send steps post
 ``RFMFLOW_AUTOMATION_WEBHOOK_SECRET``  (none)      signs them (``X-Rfmflow-Signature``)
+``RFMFLOW_PUBLIC_URL``                 (service)   the root of the unsubscribe and tracked links
+                                                   (the service's setting); the links are signed
+                                                   with a key derived from the service's secret
+``RFMFLOW_TRACK_LINKS``                ``on``      ``off``: leave the URLs in messages as written
 =====================================  ==========  ===============================================
 """
 
@@ -33,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 
+from rfmflow.automation.links import LinkSigner
 from rfmflow.core.errors import RfmflowError
 from rfmflow.service.settings import Settings
 
@@ -82,6 +87,18 @@ class AutomationSettings:
     smtp_from: str = "rfmflow@localhost"
     webhook_url: str = ""
     webhook_secret: str = field(default="", repr=False)
+    public_url: str = ""
+    """Where customers reach the service (``/u/...`` and ``/l/...``); empty = no links."""
+    links_key: bytes = field(default=b"", repr=False)
+    """Signs the unsubscribe and click links (derived from the service's secret); empty = none."""
+    track_links: bool = True
+    """Route the URLs in e-mails and Telegram buttons through ``/l/...`` to count clicks."""
+
+    def link_signer(self) -> LinkSigner | None:
+        """The signer of this installation's links, or ``None`` when links are not configured."""
+        if not self.links_key or not self.public_url:
+            return None
+        return LinkSigner(self.links_key, self.public_url)
 
 
 def parse_duration(text: str, variable: str) -> timedelta:
@@ -130,12 +147,21 @@ def parse_caps(text: str, variable: str = f"{PREFIX}FREQUENCY_CAPS") -> tuple[Ca
 def load_automation_settings(
     environ: Mapping[str, str] | None = None, service: Settings | None = None
 ) -> AutomationSettings:
-    """The settings from the environment; the Telegram bot's from the service's ``service``."""
+    """The settings from the environment; the Telegram bot's, the public URL and the links key
+    (derived from the secret key) from the service's ``service``."""
     env = os.environ if environ is None else environ
 
     def get(name: str, default: str = "") -> str:
         return env.get(PREFIX + name, default).strip()
 
+    track = get("TRACK_LINKS", "on").lower()
+    if track not in ("on", "off", "true", "false", "1", "0"):
+        raise AutomationSettingsError(f"{PREFIX}TRACK_LINKS: expected on or off; got {track!r}")
+    public_url, links_key = "", b""
+    if service is not None:
+        from rfmflow.service.secret_key import derived_key, load_secret_key
+
+        public_url, links_key = service.public_url, derived_key(load_secret_key(service), "links")
     port = get("SMTP_PORT", "25")
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise AutomationSettingsError(f"{PREFIX}SMTP_PORT: {port!r} is not a port number")
@@ -152,6 +178,9 @@ def load_automation_settings(
         smtp_from=get("SMTP_FROM", "rfmflow@localhost"),
         webhook_url=get("AUTOMATION_WEBHOOK_URL"),
         webhook_secret=get("AUTOMATION_WEBHOOK_SECRET"),
+        public_url=public_url,
+        links_key=links_key,
+        track_links=track in ("on", "true", "1"),
     )
 
 

@@ -9,10 +9,10 @@ request the key is read again from ``api_keys`` (the user from ``users``): a rev
 replaced) key, an ``ingest`` key, a disabled user, a changed password or an expired session
 ends the session.
 
-The secret is ``RFMFLOW_SECRET_KEY`` when set, else one generated on first use and kept in
-``<data dir>/secret_key`` (mode 0600; created atomically, so processes sharing the data
-directory agree on one). Servers that do not share a data directory (several machines on one
-PostgreSQL) must be given the same ``RFMFLOW_SECRET_KEY``.
+The secret is the service's (:mod:`rfmflow.service.secret_key`): ``RFMFLOW_SECRET_KEY`` when
+set, else one generated on first use and kept in ``<data dir>/secret_key``. Servers that do not
+share a data directory (several machines on one PostgreSQL) must be given the same
+``RFMFLOW_SECRET_KEY``.
 
 Forms are protected from cross-site requests by a per-session CSRF token (an HMAC of the
 session's nonce), sent back in a hidden field; the sign-in form, which has no session yet,
@@ -26,17 +26,16 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from rfmflow.service.auth import ApiKey
 from rfmflow.service.db.tables import api_keys
-from rfmflow.service.settings import MIN_SECRET_KEY_LENGTH, Settings, SettingsError
+from rfmflow.service.secret_key import load_secret_key
+from rfmflow.service.settings import Settings
 from rfmflow.service.users import get_user_by_id
 
 SESSION_COOKIE = "rfmflow_session"
@@ -44,7 +43,6 @@ LOGIN_COOKIE = "rfmflow_login"
 SESSION_SECONDS = 12 * 3600
 """A session ends this long after sign-in (sign in again)."""
 LOGIN_SECONDS = 3600
-SECRET_FILE = "secret_key"
 SIGN_IN_ROLES = ("admin", "analyst", "agent")
 
 
@@ -57,44 +55,8 @@ def _unb64(text: str) -> bytes:
 
 
 def load_secret(settings: Settings) -> bytes:
-    """``RFMFLOW_SECRET_KEY``, else the generated secret kept in the data directory."""
-    if settings.secret_key:
-        return settings.secret_key.encode("utf-8")
-    path = Path(settings.data_dir) / SECRET_FILE
-    existing = _read_secret(path)
-    if existing is not None:
-        return existing
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as out:
-            out.write(secrets.token_urlsafe(48) + "\n")
-        try:
-            os.link(temp, path)  # atomic: the first process to link wins, the others read its secret
-        except FileExistsError:
-            pass
-        finally:
-            temp.unlink()
-    except OSError as err:
-        raise SettingsError(
-            f"RFMFLOW_SECRET_KEY is not set and {path} cannot be written ({err.strerror}); "
-            "set RFMFLOW_SECRET_KEY to 32 or more random characters"
-        ) from None
-    found = _read_secret(path)
-    if found is None:
-        raise SettingsError(
-            f"{path}: the dashboard's secret key is shorter than {MIN_SECRET_KEY_LENGTH} characters"
-        )
-    return found
-
-
-def _read_secret(path: Path) -> bytes | None:
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        return None
-    return text.encode("ascii") if len(text) >= MIN_SECRET_KEY_LENGTH else None
+    """The service's secret (:func:`rfmflow.service.secret_key.load_secret_key`)."""
+    return load_secret_key(settings)
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
+import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection, Engine
 
 from rfmflow.service.db.engine import run_write
 from rfmflow.service.db.store import add_to_customers, insert_new_events, insert_new_orders, rebuild_derived
-from rfmflow.service.db.tables import EVENT_COUNT_COLUMNS
+from rfmflow.service.db.tables import EVENT_COUNT_COLUMNS, erasures
 from rfmflow.service.events import MONEY_TYPES, EventIn
 from rfmflow.service.scoring_live import rescore_after_events
 from rfmflow.service.settings import Settings
@@ -241,7 +242,22 @@ def customer_deltas(rows: Iterable[dict[str, Any]], new_orders: set[tuple[str, s
     return list(out.values())
 
 
+def _drop_erased_properties(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Events of customers whose personal data was erased (``erasures``) keep their type,
+    day and amount, not their free-form ``properties``."""
+    carrying = {r["customer_id"] for r in rows if r["properties"]}
+    if not carrying:
+        return
+    erased = set(
+        conn.execute(sa.select(erasures.c.customer_id).where(erasures.c.customer_id.in_(carrying))).scalars()
+    )
+    for r in rows:
+        if r["customer_id"] in erased:
+            r["properties"] = None
+
+
 def _store(conn: Connection, rows: list[dict[str, Any]], settings: Settings) -> set[str]:
+    _drop_erased_properties(conn, rows)
     inserted = insert_new_events(conn, rows)
     stored = [r for r in rows if r["event_id"] in inserted]
     pairs = {

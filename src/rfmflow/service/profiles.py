@@ -13,6 +13,9 @@ as a warning; the message is still accepted, as Segment's own destinations do.
 
 Profiles are not derived from events and are not part of a rebuild; they may exist for a
 customer without any event (someone who signed up and never bought).
+
+A customer whose data was erased on request (a row in ``erasures``) keeps an empty profile:
+later updates are accepted and ignored, so no personal data comes back.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from rfmflow.service.db.store import insert_or_ignore
-from rfmflow.service.db.tables import customer_profiles
+from rfmflow.service.db.tables import customer_profiles, erasures
 
 PROFILE_FIELDS = ("email", "phone", "name", "timezone", "language", "telegram_chat_id")
 """The columns a profile lifts out of its traits."""
@@ -141,6 +144,10 @@ def upsert_profile(
     concurrent updates of one customer both land.
     """
     p = customer_profiles.c
+    if conn.execute(sa.select(erasures.c.customer_id).where(erasures.c.customer_id == customer_id)).first():
+        # erased on request (GDPR, rfmflow.automation.gdpr): personal data is not stored again
+        blank = {"customer_id": customer_id, "traits": {}, "updated_at": at, "source": "erased"}
+        return read_profile(conn, customer_id) or _out({**dict.fromkeys(PROFILE_FIELDS), **blank})
     query = sa.select(customer_profiles).where(p.customer_id == customer_id)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()

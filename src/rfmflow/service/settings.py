@@ -20,10 +20,13 @@ variable                    default                                      meaning
 CONFIRM_ABOVE``                                                          repeat its audience count to start
 ``RFMFLOW_BROADCAST_        ``0.02``                                     how far (a fraction) the audience may
 CONFIRM_TOLERANCE``                                                      move from the confirmed count
-``RFMFLOW_SECRET_KEY``      generated, kept in ``<data dir>/secret_key``  signs dashboard sessions (32+
-                                                                         characters; never shown)
+``RFMFLOW_SECRET_KEY``      generated, kept in ``<data dir>/secret_key``  signs dashboard sessions and the
+                                                                         links in messages (32+ characters;
+                                                                         never shown)
 ``RFMFLOW_PREDICTIONS``     ``on``                                       fit churn/CLV models after each
                                                                          scheduled scoring run (or ``off``)
+``RFMFLOW_PUBLIC_URL``      ``http://<host>:<port>``                     where customers reach this server
+                                                                         (unsubscribe and tracked links)
 ==========================  ===========================================  ====================================
 
 Sources (Segment-compatible endpoints and webhooks; secrets are never shown in messages or
@@ -114,6 +117,9 @@ class Settings:
     predictions: bool = True
     """Fit the churn and CLV models after each scheduled scoring run (``RFMFLOW_PREDICTIONS``)."""
     """The bot's welcome, onboarding choices and menus: JSON, or a JSON/YAML file's path."""
+    public_url: str = ""
+    """Where customers reach this server (the unsubscribe and tracked links in messages);
+    empty = ``http://<host>:<port>``."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -141,6 +147,7 @@ class Settings:
             )
         _check_source_secrets(self)
         _check_telegram(self)
+        _check_public_url(self)
         if self.secret_key and len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
             raise SettingsError(
                 f"{PREFIX}SECRET_KEY: use at least {MIN_SECRET_KEY_LENGTH} random characters "
@@ -244,6 +251,16 @@ def _check_telegram(settings: Settings) -> None:
             f"{PREFIX}TELEGRAM_WEBHOOK_SECRET: needed in webhook mode: 1 to 256 characters of "
             "A-Z a-z 0-9 _ - (Telegram sends it in X-Telegram-Bot-Api-Secret-Token)"
         )
+
+
+def _check_public_url(settings: Settings) -> None:
+    """``public_url``: an http(s) URL without a trailing slash (default: the listening address)."""
+    url = settings.public_url.strip().rstrip("/") or f"http://{settings.host}:{settings.port}"
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
+        raise SettingsError(
+            f"{PREFIX}PUBLIC_URL: {url!r} is not an http(s) URL such as https://shop.example/rfmflow"
+        )
+    object.__setattr__(settings, "public_url", url)
 
 
 def _secret_list(text: str | None) -> tuple[str, ...]:
@@ -356,5 +373,6 @@ def load_settings(
         telegram_webhook_secret=get("TELEGRAM_WEBHOOK_SECRET") or "",
         telegram_webhook_url=get("TELEGRAM_WEBHOOK_URL") or "",
         telegram_menus=get("TELEGRAM_MENUS") or "",
+        public_url=get("PUBLIC_URL") or "",
         predictions=_on_off("PREDICTIONS", get("PREDICTIONS")),
     )
