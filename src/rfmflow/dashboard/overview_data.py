@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,8 +20,12 @@ from sqlalchemy.engine import Connection
 
 from rfmflow.core.coverage import check_coverage
 from rfmflow.core.scheme import Scheme
-from rfmflow.service.db.tables import NO_SEGMENT, customer_scores, customers, segment_transitions
-from rfmflow.service.scoring_live import EPOCH_ORDINAL
+from rfmflow.service import run_summary
+from rfmflow.service.db.tables import NO_SEGMENT, customer_scores, customers
+from rfmflow.service.scoring import segment_summary
+from rfmflow.service.scoring_live import EPOCH_ORDINAL, day_date
+from rfmflow.service.scoring_schemes import active_scheme
+from rfmflow.service.settings import Settings
 
 TOP_SHARE_LIMIT = 0.20
 """A segment the scheme marks ``top`` holding more than this share of customers is a warning."""
@@ -73,50 +78,67 @@ def rf_grid(conn: Connection) -> list[GridCell]:
     return sorted(cells.values(), key=lambda c: (-c.r, c.f))
 
 
-def movers(
-    conn: Connection,
-    from_day: int,
-    to_day: int,
-    source: str,
-    target: str,
-    *,
-    after: str | None,
-    limit: int,
-) -> tuple[list[str], bool]:
-    """Customer ids (by id, after ``after``) in segment ``source`` on ``from_day`` (``(none)``:
-    not scored yet) and ``target`` on ``to_day``, as the transition matrix counts them; and
-    whether there are more."""
-    t = segment_transitions.c
-
-    def on(day: int, name: str) -> sa.Subquery:
-        ranked = (
-            sa.select(
-                t.customer_id,
-                t.to_segment,
-                sa.func.row_number()
-                .over(partition_by=t.customer_id, order_by=(t.day.desc(), t.id.desc()))
-                .label("rn"),
-            )
-            .where(t.day <= day)
-            .subquery(name)
+def snapshot_grid(snap: run_summary.Snapshot) -> list[GridCell]:
+    """:func:`rf_grid` as the newest run left it (its summary)."""
+    cells: dict[tuple[int, int], GridCell] = {}
+    for r, f, segment, n, revenue in snap.grid:
+        key = (int(r), int(f))
+        cell = cells.get(key) or GridCell(key[0], key[1], 0, 0, [])
+        cell.segments.append((str(segment), int(n)))
+        cells[key] = GridCell(
+            key[0], key[1], cell.customers + int(n), cell.revenue_minor + int(revenue), cell.segments
         )
-        return (
-            sa.select(ranked.c.customer_id, ranked.c.to_segment.label("segment"))
-            .where(ranked.c.rn == 1)
-            .subquery(f"{name}_last")
-        )
+    for cell in cells.values():
+        cell.segments.sort(key=lambda s: (-s[1], s[0]))
+    return sorted(cells.values(), key=lambda c: (-c.r, c.f))
 
-    a, b = on(from_day, "a"), on(to_day, "b")
-    query = (
-        sa.select(b.c.customer_id)
-        .select_from(b.outerjoin(a, a.c.customer_id == b.c.customer_id))
-        .where(b.c.segment == target)
-    )
-    query = query.where(a.c.segment.is_(None) if source == NONE_SEGMENT else a.c.segment == source)
-    if after is not None:
-        query = query.where(b.c.customer_id > after)
-    ids = [str(x) for x in conn.execute(query.order_by(b.c.customer_id).limit(limit + 1)).scalars()]
-    return ids[:limit], len(ids) > limit
+
+def segments_now(conn: Connection, settings: Settings) -> tuple[dict[str, Any], list[GridCell]]:
+    """The overview's segments now and R×F grid, from the newest run's summary: segment counts
+    and shares are the run's plus every move since (exact); revenue, revenue shares, the means
+    and the grid are the run's. Without a summary (no run since it existed): the direct
+    queries over every score (:func:`rfmflow.service.scoring.segment_summary`, :func:`rf_grid`)."""
+    snap = run_summary.newest(conn)
+    if snap is None:
+        return segment_summary(conn, settings), rf_grid(conn)
+    version = active_scheme(conn)
+    counts = run_summary.segment_counts_now(conn, snap)
+    stats = {str(name): dict(values) for name, values in snap.segment_stats}
+    names = [s.name for s in version.scheme.segments]
+    names += [n for n in sorted(set(counts) | set(stats)) if n not in names and counts.get(n, 0) > 0]
+    total = sum(counts.get(n, 0) for n in names)
+    revenue_total = sum(max(int(stats.get(n, {}).get("revenue_minor") or 0), 0) for n in names)
+    meta = {s.name: s for s in version.scheme.segments}
+    out = []
+    for name in names:
+        n = counts.get(name, 0)
+        revenue = int(stats.get(name, {}).get("revenue_minor") or 0)
+        rule = meta.get(name)
+        out.append(
+            {
+                "name": name,
+                "customers": n,
+                "share": n / total if total else 0.0,
+                "revenue": format(Decimal(revenue).scaleb(-settings.money_decimals), "f"),
+                "revenue_minor": revenue,
+                "revenue_share": max(revenue, 0) / revenue_total if revenue_total else 0.0,
+                "mean_recency_days": stats.get(name, {}).get("mean_recency_days"),
+                "mean_frequency": stats.get(name, {}).get("mean_frequency"),
+                "top": bool(rule and rule.top),
+                "description": rule.description if rule else "",
+                "action": rule.action if rule else "",
+            }
+        )
+    summary = {
+        "scheme_version": version.version,
+        "scheme": version.name,
+        "customers": total,
+        "currency": settings.currency,
+        "segments": out,
+        "run_id": snap.run_id,
+        "run_as_of": day_date(snap.as_of_day).isoformat(),
+    }
+    return summary, snapshot_grid(snap)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from rfmflow.service.app import ServiceDep, require
 from rfmflow.service.auth import ApiKey
 from rfmflow.service.customer_search import SearchError
 from rfmflow.service.history import MoveFilter, day_number, list_snapshots, move_json, moves_page
+from rfmflow.service.run_summary import move_flows
 from rfmflow.service.scoring_live import business_day, day_date
 from rfmflow.service.settings import Settings
 
@@ -141,6 +142,22 @@ def register(app: FastAPI) -> None:
             "items": [move_json(m) for m in items],
             "next_cursor": nxt,
         }
+
+    @app.get(
+        "/v1/transitions/flows",
+        tags=["segments"],
+        summary="The segment moves between two days counted per from→to segment (role: admin or analyst)",
+        description=(
+            "The moves `GET /v1/transitions/moves` lists for `from`/`to`, counted per segment left "
+            "(`(none)`: first scored) and segment entered, and per cause: what the dashboard's matrix shows. "
+            "Read from the scoring runs' summaries, not from every move."
+        ),
+    )
+    def get_flows(svc: ServiceDep, _key: DataReader, f: MoveFilterDep) -> dict[str, Any]:
+        if f.from_segments or f.to_segments or f.causes or f.customer_id is not None:
+            raise _bad("from_segment", "flows take only from and to; list the moves for the other filters")
+        with svc.engine.connect() as conn:
+            return move_flows(conn, f.from_day, f.to_day)
 
 
 __all__ = ["MoveFilterDep", "Per", "SnapshotRange", "move_filter", "register", "snapshot_range"]

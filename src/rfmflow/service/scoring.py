@@ -42,6 +42,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from rfmflow.core.scheme import SCORE_COLUMN, SCORE_KEYS, Scheme
+from rfmflow.service import run_summary
 from rfmflow.service.db.engine import _WRITE_LOCKS, _WRITE_OPTION
 from rfmflow.service.db.tables import (
     NO_SEGMENT,
@@ -527,6 +528,7 @@ def _swap(
     sync_rule_tags(conn, target, at=started, actor=f"run:{run_id}", run_id=run_id)  # everyone's rule tags
 
     stats = _segment_stats(conn, target)
+    summary = run_summary.compute(conn, run_summary.previous_through(conn, run_id))  # for the overview
     segment_counts = {name: int(row["customers"]) for name, row in stats.items()}
     total = sum(segment_counts.values())
     finished = datetime.now(UTC)
@@ -541,7 +543,7 @@ def _swap(
             moves=moves,
             segment_counts=[[name, n] for name, n in segment_counts.items()],  # JSONB would reorder a dict
             score_counts=score_counts,
-            bands=bands,
+            bands=run_summary.with_summary(bands, summary),
             segment_stats=[[name, row] for name, row in stats.items()],
         )
     )
