@@ -31,6 +31,14 @@ engine = _fixtures.engine
 server = _fixtures.server
 
 
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium for the whole session (browser_helpers.launch): one per process."""
+    from browser_helpers import launch
+
+    yield from launch()
+
+
 @pytest.fixture
 def clients(server: Any) -> Iterator[Any]:
     """:class:`dashboard_helpers.Clients` of the running server."""

@@ -9,44 +9,15 @@ SQLite only: the HTTP tests of the same pages run on both databases.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_helpers import DESKTOP, PHONE, no_overflow, shoot, signed_in_page
 from dashboard_helpers import Clients, seed
 from service_helpers import Server
 
-CHROMIUM = os.environ.get("RFMFLOW_CHROMIUM", "/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
-
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-
-
-def _missing(reason: str) -> None:
-    if os.environ.get("RFMFLOW_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"the browser tests are required (RFMFLOW_REQUIRE_BROWSER=1) but {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("playwright is not installed (pip install -e '.[dev]')")
-    if not os.access(CHROMIUM, os.X_OK):
-        _missing(f"no Chromium at {CHROMIUM} (apt-get install chromium chromium-driver)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture
@@ -55,46 +26,12 @@ def seeded(server: Server) -> Server:
     return server
 
 
-def _page(browser: Any, server: Server, role: str, viewport: dict[str, int], *, shot: str = "") -> Any:
-    context = browser.new_context(viewport=viewport)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda err: errors.append(str(err)))
-    # script errors only: a 4xx page (a form's validation answer) logs "Failed to load resource"
-    page.on(
-        "console",
-        lambda msg: (
-            errors.append(msg.text)
-            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
-    page.errors = errors
-    page.goto(server.url + "/login")
-    if shot:
-        _shot(page, shot)
-    page.fill("#api_key", server.keys[role])
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
-    return page
-
-
-def _shot(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-def _no_overflow(page: Any) -> None:
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= page.viewport_size["width"], f"{page.url}: the page is {width}px wide"
-
-
 def test_pages_drill_down_and_phone_width(browser: Any, seeded: Server, clients: Clients) -> None:
     api = clients.api("analyst")
     segments = {s["name"]: s["customers"] for s in api.get("/v1/segments").json()["segments"]}
     customer = "c00007"
     for label, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
-        page = _page(browser, seeded, "admin", viewport, shot=f"login-{label}")
+        page = signed_in_page(browser, seeded, "admin", viewport, shot=f"login-{label}")
         assert page.url == seeded.url + "/"
         for path, name in (
             ("/", "overview"),
@@ -102,15 +39,15 @@ def test_pages_drill_down_and_phone_width(browser: Any, seeded: Server, clients:
             (f"/customers/{customer}", "customer"),
         ):
             page.goto(seeded.url + path)
-            _no_overflow(page)
-            _shot(page, f"{name}-{label}")
+            no_overflow(page)
+            shoot(page, f"{name}-{label}")
         page.goto(seeded.url + "/scheme")
-        _no_overflow(page)
-        _shot(page, f"scheme-{label}")
+        no_overflow(page)
+        shoot(page, f"scheme-{label}")
         assert page.errors == []
         page.context.close()
 
-    page = _page(browser, seeded, "admin", DESKTOP)
+    page = signed_in_page(browser, seeded, "admin", DESKTOP)
     # a heat-map cell → the customers with that R and F score, as many as the cell says
     cell = page.locator("svg.heatmap a.cell").first
     expected = int(cell.get_attribute("data-customers"))
@@ -141,14 +78,14 @@ def test_pages_drill_down_and_phone_width(browser: Any, seeded: Server, clients:
     page.wait_for_url(re.compile(r"/moves\?"))
     assert int(page.locator("#moves-total").get_attribute("data-customers")) == moved
     assert page.locator("#movers li").count() == min(moved, 100)
-    _shot(page, "moves-desktop")
+    shoot(page, "moves-desktop")
     assert page.errors == []
     page.context.close()
 
 
 def test_scheme_editor_in_the_browser(browser: Any, seeded: Server, clients: Clients) -> None:
     api = clients.api("admin")
-    page = _page(browser, seeded, "admin", DESKTOP)
+    page = signed_in_page(browser, seeded, "admin", DESKTOP)
     page.goto(seeded.url + "/scheme")
     original = page.input_value("#yaml")
     page.fill("#yaml", original.replace("r_score == 5 and f_score >= 4", "r_score == 5 and fscore >= 4"))
@@ -166,7 +103,7 @@ def test_scheme_editor_in_the_browser(browser: Any, seeded: Server, clients: Cli
         "return t.value.substring(t.selectionStart, t.selectionEnd); })()"
     )
     assert "fscore >= 4" in selected
-    _shot(page, "scheme-error-desktop")
+    shoot(page, "scheme-error-desktop")
 
     changed = original.replace("r_score == 5 and f_score >= 4", "r_score >= 4 and f_score >= 4")
     page.fill("#yaml", changed)
@@ -178,7 +115,7 @@ def test_scheme_editor_in_the_browser(browser: Any, seeded: Server, clients: Cli
         for row in page.locator("#preview-counts tbody tr").all()
     }
     assert proposed == dry["proposed"]["segment_counts"]
-    _shot(page, "scheme-preview-desktop")
+    shoot(page, "scheme-preview-desktop")
 
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#apply-button")
@@ -189,11 +126,37 @@ def test_scheme_editor_in_the_browser(browser: Any, seeded: Server, clients: Cli
     page.context.close()
 
     # phone width: the editor and its messages fit
-    page = _page(browser, seeded, "admin", PHONE)
+    page = signed_in_page(browser, seeded, "admin", PHONE)
     page.goto(seeded.url + "/scheme")
     page.fill("#yaml", "name: x\nsegments: [\n")
     page.click("#preview-button")
     page.wait_for_selector("#problems")
-    _no_overflow(page)
-    _shot(page, "scheme-error-phone")
+    no_overflow(page)
+    shoot(page, "scheme-error-phone")
     page.context.close()
+
+
+def test_a_user_signs_in_with_a_password_in_the_browser(browser: Any, server: Server) -> None:
+    from datetime import UTC, datetime
+
+    from rfmflow.service.db.engine import write_transaction
+    from rfmflow.service.users import create_user
+
+    with write_transaction(server.engine) as conn:
+        create_user(conn, "ana", "correct horse battery", "agent", actor="test", now=datetime.now(UTC))
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.goto(server.url + "/login")
+    shoot(page, "login-phone")
+    no_overflow(page)
+    page.fill("#username", "ana")
+    page.fill("#password", "wrong password")
+    page.click("#password-form button[type=submit]")
+    assert "wrong user name or password" in page.locator("#login-error").inner_text()
+    page.fill("#username", "ana")
+    page.fill("#password", "correct horse battery")
+    page.click("#password-form button[type=submit]")
+    page.wait_for_url(lambda url: "/login" not in url)
+    assert page.url.endswith("/customers")  # an agent's start page
+    assert "ana · agent" in page.content()  # (hidden in the header at phone width)
+    context.close()

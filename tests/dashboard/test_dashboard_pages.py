@@ -79,9 +79,9 @@ def test_overview_shows_the_api_numbers(seeded: Server, clients: Clients) -> Non
     revenue = admin.get("/?measure=revenue")
     assert "(colour: revenue)" in revenue.text
 
-    # moves: the matrix is the API's, and each cell lists the customers behind it
+    # moves: the matrix is the API's, and each cell lists the moves behind it
     start, end = one(html, "input", id="from")["value"], one(html, "input", id="to")["value"]
-    matrix = api.get("/v1/transitions", params={"from": start, "to": end}).json()["matrix"]
+    matrix = api.get("/v1/transitions/flows", params={"from": start, "to": end}).json()["matrix"]
     moves = elements(html, "a", class_="move")
     assert {(m["data-from"], m["data-to"]): int(m["data-customers"]) for m in moves} == {
         (a, b): n for a, row in matrix.items() for b, n in row.items()
@@ -99,10 +99,9 @@ def test_overview_shows_the_api_numbers(seeded: Server, clients: Clients) -> Non
     runs = api.get("/v1/runs").json()["runs"]
     days = sorted({r["as_of"] for r in runs})
     narrow = admin.get("/", params={"from": days[0], "to": days[-1]})
-    matrix = api.get("/v1/transitions", params={"from": days[0], "to": days[-1]}).json()
-    assert re.search(
-        rf"<strong>{matrix['changed']:,}</strong> of {matrix['customers']:,} customers", narrow.text
-    )
+    flows = api.get("/v1/transitions/flows", params={"from": days[0], "to": days[-1]}).json()
+    shown = rf"<strong>{flows['changed']:,}</strong> moves between segments and {flows['first_scored']:,}"
+    assert re.search(shown, narrow.text)
     # the trend has one point per day with a run in the range
     assert f"({len(days)} days with a run)" in narrow.text
 
@@ -223,7 +222,7 @@ def test_customer_page_profile_events_and_history(seeded: Server, clients: Clien
 
     assert agent.get("/customers/nobody").status_code == 404
     assert agent.get(f"/customers/{customer}?events=garbage").status_code == 422
-    assert "Not available yet" in page.text
+    assert "No prediction: the customer has no purchase yet, or no model has been fitted" in page.text
 
 
 def test_manual_tags_are_added_and_removed_from_the_page(seeded: Server, clients: Clients) -> None:

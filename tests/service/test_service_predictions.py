@@ -160,3 +160,30 @@ def test_an_empty_database_is_a_failed_fit_with_a_reason(engine: Engine, setting
     assert result.status == "failed" and result.error
     with engine.connect() as conn:
         assert latest_fit(conn) is None and latest_fit(conn, done_only=False)["error"] == result.error  # type: ignore[index]
+
+
+def test_customers_filtered_by_churn_risk(server: Server) -> None:
+    engine, settings = server.engine, server.settings
+    load_demo(engine, settings, today=TODAY, customers=CUSTOMERS)
+    run_now(engine, settings, trigger="cli")
+    with server.client("analyst") as client:
+        before = client.get("/v1/customers", params={"churn_risk": "high", "total": "exact"})
+        assert before.status_code == 200 and before.json()["items"] == []  # nothing fitted yet
+    assert fit_predictions(engine, settings).status == "done"
+    with engine.connect() as conn:
+        query = sa.select(customer_predictions.c.churn_risk, sa.func.count()).group_by(
+            customer_predictions.c.churn_risk
+        )
+        risk = {level: int(n) for level, n in conn.execute(query)}
+    with server.client("analyst") as client:
+        for level in ("high", "low"):
+            body = client.get(
+                "/v1/customers", params={"churn_risk": level, "total": "exact", "limit": 500}
+            ).json()
+            assert body["total"] == risk.get(level, 0) == len(body["items"])
+        both = client.get(
+            "/v1/customers", params=[("churn_risk", "high"), ("churn_risk", "medium"), ("total", "exact")]
+        ).json()
+        assert both["total"] == risk.get("high", 0) + risk.get("medium", 0)
+        bad = client.get("/v1/customers", params={"churn_risk": "extreme"})
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "churn_risk"]

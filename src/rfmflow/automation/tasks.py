@@ -100,13 +100,8 @@ def list_tasks(
     rows = conn.execute(query.order_by(sa.literal_column("rank"), tasks.c.id).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    counts: dict[str, int] = dict(
-        conn.execute(
-            sa.select(tasks.c.priority, sa.func.count())
-            .where(tasks.c.status == "open")
-            .group_by(tasks.c.priority)
-        ).all()
-    )
+    open_counts = sa.select(tasks.c.priority, sa.func.count()).where(tasks.c.status == "open")
+    counts = {priority: int(n) for priority, n in conn.execute(open_counts.group_by(tasks.c.priority))}
     return {
         "tasks": [task_out(r) for r in rows],
         "next_cursor": _cursor(rows[-1].rank, rows[-1].id) if more and rows else None,

@@ -1,4 +1,4 @@
-"""Hand-built inline SVG charts: share bars, the R×F heat map, a stacked area trend and the
+"""Hand-built inline SVG charts: share bars, churn-risk bars, the R×F heat map, a stacked area trend and the
 transition matrix.
 
 Every function takes aggregated numbers and returns markup (escaped with ``markupsafe``):
@@ -72,6 +72,33 @@ def share_bar(customers_share: float, revenue_share: float, *, label: str, href:
     return Markup(
         f'<svg class="sharebar" viewBox="0 0 100 14" preserveAspectRatio="none" role="img" '
         f'aria-label="{_e(tip)}">{body}</svg>'
+    )
+
+
+RISK_COLORS = {"high": "#b5475b", "medium": "#d08c2d", "low": "#4e9a58"}
+
+
+def risk_bar(counts: Mapping[str, int], *, label: str, href: Callable[[str], str]) -> Markup:
+    """One row's customers split by predicted churn risk (high, medium, low), each part a link
+    to those customers."""
+    total = sum(counts.get(k, 0) for k in RISK_COLORS) or 1
+    x, parts = 0.0, []
+    for level, color in RISK_COLORS.items():
+        n = counts.get(level, 0)
+        if not n:
+            continue
+        w = n / total * 100
+        tip = f"{label}: {n:,} at {level} churn risk ({n / total * 100:.0f}%)"
+        parts.append(
+            f'<a href="{_e(href(level))}"><title>{_e(tip)}</title>'
+            f'<rect x="{_num(x)}" y="0" width="{_num(w)}" height="14" fill="{color}"/></a>'
+        )
+        x += w
+    tip = f"{label}: churn risk " + ", ".join(f"{counts.get(k, 0):,} {k}" for k in RISK_COLORS)
+    return Markup(
+        f'<svg class="sharebar" viewBox="0 0 100 14" preserveAspectRatio="none" role="img" '
+        f'aria-label="{_e(tip)}"><rect x="0" y="0" width="100" height="14" fill="{TRACK_COLOR}"/>'
+        f"{''.join(parts)}</svg>"
     )
 
 

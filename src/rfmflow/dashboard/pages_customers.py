@@ -1,5 +1,7 @@
 """``/customers``: the filtered list (the service's search), its CSV and Parquet export, and
-``/customers/{id}``: one customer, their events (newest first, paginated) and manual tags."""
+``/customers/{id}``: one customer, their events (newest first, paginated), manual tags, the
+workflows they are or were in, their messages, consent per channel (with its history) and
+open hand-off tasks."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from sqlalchemy.engine import Connection
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from rfmflow.automation.consent import CHANNELS, ConsentError, consent_of, history, set_consent
+from rfmflow.dashboard.customer_automation import journeys, messages, open_tasks
 from rfmflow.dashboard.session import Session
 from rfmflow.dashboard.web import (
     BadForm,
@@ -52,6 +56,8 @@ from rfmflow.service.scoring_schemes import active_scheme
 from rfmflow.service.settings import Settings
 from rfmflow.service.tags import TagOp, TagRejected, change_tags, customer_known
 
+CONSENT_WRITERS = ("admin", "agent")
+"""Roles that may change a customer's consent (as ``PUT /v1/customers/{id}/consent/{channel}``)."""
 PAGE_SIZES = (25, 50, 100, 200)
 EVENTS_PAGE = 25
 INT_RANGES = ("r_score", "f_score", "m_score", "recency", "frequency")
@@ -67,6 +73,7 @@ SORT_LABELS = {
 }
 FILTER_PARAMS = (
     "segment",
+    "churn_risk",
     "tag",
     "q",
     *(f"{n}_{end}" for n in (*INT_RANGES, "monetary") for end in ("min", "max")),
@@ -78,7 +85,11 @@ def parse_filter(request: Request) -> tuple[CustomerFilter, dict[str, str], dict
     given (to fill the form again)."""
     params = request.query_params
     errors: dict[str, str] = {}
-    given: dict[str, Any] = {"segment": params.getlist("segment"), "tag": params.getlist("tag")}
+    given: dict[str, Any] = {
+        "segment": params.getlist("segment"),
+        "tag": params.getlist("tag"),
+        "churn_risk": params.getlist("churn_risk"),
+    }
     bounds: dict[str, Bounds] = {}
     for name in (*INT_RANGES, "monetary"):
         ends: list[Any] = []
@@ -105,6 +116,7 @@ def parse_filter(request: Request) -> tuple[CustomerFilter, dict[str, str], dict
     given["q"] = q or ""
     f = CustomerFilter(
         segments=tuple(s for s in given["segment"] if s),
+        churn_risks=tuple(r for r in given["churn_risk"] if r),
         tags_all=tuple(t for t in given["tag"] if t),
         r_score=bounds["r_score"],
         f_score=bounds["f_score"],
@@ -333,6 +345,7 @@ def register(app: FastAPI) -> None:
         customer_id: str,
         *,
         tag_error: str | None = None,
+        consent_error: str | None = None,
         status: int = 200,
     ) -> Response:
         state = svc(request)
@@ -356,6 +369,13 @@ def register(app: FastAPI) -> None:
                 conn, state.settings, customer_id, after=after, limit=EVENTS_PAGE
             )
             manual = tag_names(conn, "manual")
+            automation = {
+                "journeys": journeys(conn, customer_id, decimals=state.settings.money_decimals),
+                "messages": messages(conn, customer_id),
+                "consent": consent_of(conn, customer_id),
+                "consent_history": history(conn, customer_id),
+                "tasks": open_tasks(conn, customer_id),
+            }
         held = {t["tag"] for t in found["tags"]}
         return render(
             request,
@@ -376,6 +396,9 @@ def register(app: FastAPI) -> None:
             addable=[t for t in manual if t not in held],
             tag_error=tag_error,
             path=_path(customer_id),
+            can_consent=session.key.role in CONSENT_WRITERS,
+            consent_error=consent_error,
+            **automation,
         )
 
     @app.get("/customers/{customer_id:path}", include_in_schema=False)
@@ -426,6 +449,43 @@ def register(app: FastAPI) -> None:
                 lambda: _customer_page(request, session, customer_id, tag_error=problem, status=422)
             )
         return redirect(f"/customers/{_path(customer_id)}#tags")
+
+    @app.post("/customers/{customer_id:path}/consent", include_in_schema=False)
+    async def change_consent(request: Request, customer_id: str) -> Response:
+        session = await run_in_threadpool(signed_in, request, "customers:read")
+        form = await read_form(request)
+        check_csrf(request, session, form)
+        if session.key.role not in CONSENT_WRITERS:
+            raise BadForm(
+                403,
+                f"a {session.key.role} may not change consent; roles that may: {', '.join(CONSENT_WRITERS)}",
+            )
+        channel = first(form, "channel") or ""
+        status = first(form, "status") or ""
+        problem = None
+        if channel not in CHANNELS:
+            problem = f"channel: expected one of {', '.join(CHANNELS)}"
+        elif status not in ("opted_in", "opted_out"):
+            problem = "status: must be opted_in or opted_out"
+        if problem is None:
+            state = svc(request)
+            actor = f"key:{session.key.id}"
+
+            def work(conn: Connection) -> str | None:
+                if not customer_known(conn, customer_id):
+                    return f"no customer {customer_id!r}"
+                set_consent(conn, customer_id, channel, status, "manual", actor=actor, at=datetime.now(UTC))
+                return None
+
+            try:
+                problem = await run_in_threadpool(run_write, state.engine, work)
+            except ConsentError as err:
+                problem = str(err)
+        if problem is not None:
+            return await run_in_threadpool(
+                lambda: _customer_page(request, session, customer_id, consent_error=problem, status=422)
+            )
+        return redirect(f"/customers/{_path(customer_id)}#consent")
 
 
 def _path(customer_id: str) -> str:

@@ -11,10 +11,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from rfmflow.dashboard import charts
-from rfmflow.dashboard.overview_data import CHECKS, NONE_SEGMENT, day_number, health, movers, rf_grid
+from rfmflow.dashboard.overview_data import CHECKS, NONE_SEGMENT, day_number, health, segments_now
 from rfmflow.dashboard.web import money_text, query_url, redirect, render, signed_in, svc
-from rfmflow.service.history import snapshots
-from rfmflow.service.scoring import list_runs, segment_summary, transition_matrix
+from rfmflow.service.customer_search import SearchError
+from rfmflow.service.history import MoveFilter, snapshots
+from rfmflow.service.history import moves_page as list_moves
+from rfmflow.service.predictions import latest_fit
+from rfmflow.service.run_summary import move_flows
+from rfmflow.service.scoring import list_runs
 from rfmflow.service.scoring_live import business_day, day_date
 from rfmflow.service.scoring_schemes import active_scheme
 
@@ -51,6 +55,41 @@ def _segment_href(name: str) -> str:
     return query_url("/customers", {"segment": name})
 
 
+def _predictions(fit: dict[str, Any], decimals: int) -> dict[str, Any]:
+    """The newest fit's summary for the page: churn counts, and per segment the churn split
+    (a bar whose parts link to the customers), expected revenue and CLV."""
+    summary = fit["summary"]
+
+    def money(minor: int) -> str:
+        return money_text(Decimal(minor).scaleb(-decimals), decimals)
+
+    rows = []
+    for seg in summary["by_segment"]:
+        links = {
+            level: query_url("/customers", {"segment": seg["segment"], "churn_risk": level})
+            for level in ("high", "medium", "low")
+        }
+        rows.append(
+            {
+                **seg,
+                "links": links,
+                "bar": charts.risk_bar(seg["churn"], label=seg["segment"], href=links.__getitem__),
+                "expected_revenue": money(seg["expected_revenue_minor"]),
+                "clv": money(seg["clv_minor"]),
+            }
+        )
+    return {
+        "fit": fit,
+        "churn": summary["churn_counts"],
+        "rows": rows,
+        "horizon_days": summary["horizon_days"],
+        "clv_horizon_days": summary["clv_horizon_days"],
+        "expected_revenue": money(sum(r["expected_revenue_minor"] for r in summary["by_segment"])),
+        "clv": money(sum(r["clv_minor"] for r in summary["by_segment"])),
+        "notes": summary.get("notes", []),
+    }
+
+
 def register(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
     def overview(request: Request) -> Response:
@@ -67,11 +106,11 @@ def register(app: FastAPI) -> None:
             measure = "customers"
         with state.engine.connect() as conn:
             version = active_scheme(conn)
-            summary = segment_summary(conn, settings)
-            grid = rf_grid(conn)
+            summary, grid = segments_now(conn, settings)
             history = snapshots(conn, settings, from_day=day_number(start), to_day=day_number(end))
-            moves = transition_matrix(conn, day_number(start), day_number(end))
+            moves = move_flows(conn, day_number(start), day_number(end))
             newest = list_runs(conn, limit=1)
+            fit = latest_fit(conn)
         scheme = version.scheme
         for seg in summary["segments"]:
             seg["href"] = _segment_href(seg["name"])
@@ -151,6 +190,7 @@ def register(app: FastAPI) -> None:
             if matrix
             else None
         )
+        predictions = _predictions(fit, decimals) if fit else None
         return render(
             request,
             "overview.html.j2",
@@ -167,6 +207,7 @@ def register(app: FastAPI) -> None:
             measure=measure,
             measures=MEASURES,
             trend=trend,
+            predictions=predictions,
             legend=[(s.name, s.color, s.values[-1] if s.values else 0) for s in series],
             trend_points=len(history),
             moves=moves,
@@ -194,15 +235,21 @@ def register(app: FastAPI) -> None:
         if not target:
             errors["to_segment"] = "give the segment on the last day"
         ids: list[str] = []
-        more = False
+        rows: list[dict[str, Any]] = []
+        more: str | None = None
         cell = 0
         if not errors:
+            found = MoveFilter(
+                day_number(start), day_number(end), from_segments=(source,), to_segments=(target,)
+            )
             with state.engine.connect() as conn:
-                ids, more = movers(
-                    conn, day_number(start), day_number(end), source, target, after=after, limit=MOVERS_PAGE
-                )
+                try:
+                    rows, more = list_moves(conn, found, limit=MOVERS_PAGE, cursor=after)
+                except SearchError as exc:
+                    errors.update(dict(exc.problems))
+                ids = [str(m["customer_id"]) for m in rows]
                 cell = (
-                    transition_matrix(conn, day_number(start), day_number(end))["matrix"]
+                    move_flows(conn, day_number(start), day_number(end))["matrix"]
                     .get(source, {})
                     .get(target, 0)
                 )
@@ -226,7 +273,7 @@ def register(app: FastAPI) -> None:
             target=target,
             start=start.isoformat(),
             end=end.isoformat(),
-            next_url=query_url("/moves", {**params, "after": ids[-1]}) if more and ids else None,
+            next_url=query_url("/moves", {**params, "after": more}) if more else None,
             first_url=query_url("/moves", params) if after else None,
         )
 

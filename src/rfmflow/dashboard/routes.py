@@ -11,6 +11,17 @@ page                                        roles                      what
 ``GET /customers/{id}``                     admin, analyst, agent      one customer; events paginated
 ``POST /customers/{id}/tags``               admin, agent               add or remove a manual tag
 ``GET /scheme``, ``POST /scheme``           admin (analyst: read)      view, validate, preview, apply
+``POST /customers/{id}/consent``            admin, agent               opt a customer in or out of a channel
+``GET /workflows``, ``/workflows/{name}``   admin, analyst             workflows, results by step and segment
+``GET/POST /workflows/new``                 admin                      a workflow from a built-in template
+``POST /workflows/{name}[/status]``         admin                      edit; activate, pause, resume, stop
+``GET /tasks``, ``POST /tasks/{id}/close``  all (close: admin, agent)  the hand-off queue, most urgent first
+``GET /broadcasts``, ``/broadcasts/{id}``   admin, analyst             broadcasts, results by segment
+``GET/POST /broadcasts/new``                admin                      new broadcast, audience counted first
+``POST /broadcasts/{id}/action``            admin                      start (confirmed), pause, resume, stop
+``GET/POST /alerts``                        admin (analyst: read)      rules (add, enable, disable), history
+``GET/POST /reports``                       admin (analyst: read)      weekly reports; make one now (admin)
+``GET /reports/{id}.html``                  admin, analyst             a report's page (a download)
 ``GET /static/...``                         anyone                     the stylesheet and script
 ==========================================  =========================  =====================================
 """
@@ -23,7 +34,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from rfmflow.dashboard import pages_auth, pages_customers, pages_overview, pages_scheme
+from rfmflow.dashboard import (
+    pages_alerts,
+    pages_auth,
+    pages_broadcasts,
+    pages_customers,
+    pages_overview,
+    pages_scheme,
+    pages_tasks,
+    pages_workflows,
+)
 from rfmflow.dashboard.web import (
     BadForm,
     Dashboard,
@@ -64,3 +84,7 @@ def register(app: FastAPI) -> None:
     pages_overview.register(app)
     pages_customers.register(app)
     pages_scheme.register(app)
+    pages_workflows.register(app)
+    pages_broadcasts.register(app)
+    pages_tasks.register(app)
+    pages_alerts.register(app)

@@ -33,6 +33,9 @@ NAV = (
     ("overview", "/", "Overview", "data:read"),
     ("customers", "/customers", "Customers", "customers:read"),
     ("scheme", "/scheme", "Scheme", "data:read"),
+    ("workflows", "/workflows", "Workflows", "data:read"),
+    ("broadcasts", "/broadcasts", "Broadcasts", "data:read"),
+    ("tasks", "/tasks", "Hand-offs", "customers:read"),
 )
 """The navigation: page id, path, label and the permission it needs."""
 

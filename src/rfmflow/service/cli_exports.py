@@ -91,6 +91,12 @@ def _customer_options(func: F) -> F:
     options: list[Callable[[F], F]] = [
         click.option("--segment", multiple=True, help="Segment (repeat: any of them)."),
         click.option("--lifecycle", multiple=True, help="Lifecycle stage (repeat: any of them)."),
+        click.option(
+            "--churn-risk",
+            multiple=True,
+            type=click.Choice(["low", "medium", "high"]),
+            help="Predicted churn risk (repeat: any of them).",
+        ),
         click.option("--tag", multiple=True, help="Has this tag (repeat: all of them)."),
         click.option("--tag-any", multiple=True, help="Has at least one of these tags (repeat)."),
         click.option("--tag-none", multiple=True, help="Has none of these tags (repeat)."),
@@ -221,6 +227,7 @@ def export_customers(
     f = CustomerFilter(
         segments=tuple(opts["segment"]),
         lifecycles=tuple(opts["lifecycle"]),
+        churn_risks=tuple(opts["churn_risk"]),
         tags_all=tuple(opts["tag"]),
         tags_any=tuple(opts["tag_any"]),
         tags_none=tuple(opts["tag_none"]),

@@ -4,7 +4,8 @@ The list holds every customer with a row in ``customer_scores`` (everyone a run 
 re-score has scored), with their aggregates (``customers``), their profile's name and email
 (``customer_profiles``) and their tags (``customer_tags``, rule and manual).
 
-Filters combine with AND: segments (any of), lifecycles (any of), tags (all of ``tags_all``, at
+Filters combine with AND: segments (any of), lifecycles (any of), predicted churn risks (any
+of; from ``customer_predictions``), tags (all of ``tags_all``, at
 least one of ``tags_any``, none of ``tags_none``), closed ranges on the R/F/M scores, recency
 days, frequency and monetary, and ``q``: a prefix of the customer id (case-sensitive), of the
 profile's email or of its name (both case-insensitive; on SQLite only ASCII letters fold).
@@ -39,7 +40,14 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
 from rfmflow.core.errors import RfmflowError
-from rfmflow.service.db.tables import NO_SEGMENT, customer_profiles, customer_scores, customer_tags, customers
+from rfmflow.service.db.tables import (
+    NO_SEGMENT,
+    customer_predictions,
+    customer_profiles,
+    customer_scores,
+    customer_tags,
+    customers,
+)
 from rfmflow.service.scoring_live import day_date
 from rfmflow.service.scoring_schemes import active_scheme
 from rfmflow.service.settings import Settings
@@ -87,6 +95,8 @@ CUSTOMER_COLUMNS = (
 )
 """The fields of a listed customer, in order (also the export's columns)."""
 
+CHURN_RISKS = ("low", "medium", "high")
+
 
 class SearchError(RfmflowError):
     """Query parameters that cannot be used: each problem names its parameter."""
@@ -114,6 +124,8 @@ class CustomerFilter:
 
     segments: tuple[str, ...] = ()
     lifecycles: tuple[str, ...] = ()
+    churn_risks: tuple[str, ...] = ()
+    """Predicted churn risk (``low``, ``medium``, ``high``; customers without a prediction never match)."""
     tags_all: tuple[str, ...] = ()
     tags_any: tuple[str, ...] = ()
     tags_none: tuple[str, ...] = ()
@@ -135,6 +147,9 @@ class CustomerFilter:
                 out.append(
                     (f"{name}_min", f"must not be greater than {name}_max ({bounds.low} > {bounds.high})")
                 )
+        unknown = [r for r in self.churn_risks if r not in CHURN_RISKS]
+        if unknown:
+            out.append(("churn_risk", f"{unknown[0]!r} is not one of {', '.join(CHURN_RISKS)}"))
         if self.q is not None and not self.q.strip():
             out.append(("q", "must not be blank"))
         return out
@@ -314,6 +329,9 @@ def conditions(
         out.append(cs.segment.in_(f.segments))
     if f.lifecycles:
         out.append(cs.lifecycle.in_(f.lifecycles))
+    if f.churn_risks:
+        cp = customer_predictions.c
+        out.append(cs.customer_id.in_(sa.select(cp.customer_id).where(cp.churn_risk.in_(f.churn_risks))))
     for tag in f.tags_all:
         out.append(cs.customer_id.in_(sa.select(ct.customer_id).where(ct.tag == tag)))
     if f.tags_any:

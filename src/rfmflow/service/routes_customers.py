@@ -57,6 +57,10 @@ def customer_filter(
     lifecycle: Annotated[
         list[str] | None, Query(description="lifecycle stage; repeat for any of several")
     ] = None,
+    churn_risk: Annotated[
+        list[str] | None,
+        Query(description="predicted churn risk (low, medium, high); repeat for any of several"),
+    ] = None,
     tag: Annotated[list[str] | None, Query(description="has this tag; repeat: has all of them")] = None,
     tag_any: Annotated[list[str] | None, Query(description="has at least one of these tags")] = None,
     tag_none: Annotated[list[str] | None, Query(description="has none of these tags")] = None,
@@ -81,6 +85,7 @@ def customer_filter(
     found = CustomerFilter(
         segments=tuple(segment or ()),
         lifecycles=tuple(lifecycle or ()),
+        churn_risks=tuple(churn_risk or ()),
         tags_all=tuple(tag or ()),
         tags_any=tuple(tag_any or ()),
         tags_none=tuple(tag_none or ()),
