@@ -130,7 +130,8 @@ def _register() -> None:
     main.add_command(keys)
     main.add_command(db)
     main.add_command(import_events)
-    from rfmflow.service.cli_scoring import scheme_apply, worker
+    from rfmflow.cli.worker_cmd import worker  # scoring schedule + automation loop
+    from rfmflow.service.cli_scoring import scheme_apply
 
     main.add_command(worker)
     scheme.add_command(scheme_apply)
@@ -149,6 +150,15 @@ def _register() -> None:
     from rfmflow.automation.cli_broadcasts import broadcasts
 
     main.add_command(broadcasts)
+    from rfmflow.alerts.cli import alerts, reports
+
+    main.add_command(alerts)
+    main.add_command(reports)
+    from rfmflow.automation.cli_customers import customers
+    from rfmflow.automation.cli_workflows import workflows
+
+    main.add_command(workflows)
+    main.add_command(customers)
 
 
 @main.command()

@@ -308,8 +308,12 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
 def _route_modules() -> list[Callable[[FastAPI], None]]:
     """Route groups kept in their own modules, each with ``register(app)``."""
+    from rfmflow.alerts import routes as alerts_routes
     from rfmflow.automation import (
         routes_broadcasts,
+        routes_engine,
+        routes_gdpr,
+        routes_public,
         routes_results,
         routes_tasks,
         routes_telegram,
@@ -344,6 +348,10 @@ def _route_modules() -> list[Callable[[FastAPI], None]]:
         routes_broadcasts.register,  # /v1/broadcasts: preview, create, start, pause, resume, stop
         routes_workflows.register,  # /v1/workflows, /v1/customers/{id}/consent (rfmflow.automation)
         routes_tasks.register,  # /v1/tasks: hand-offs to people (rfmflow.automation)
+        routes_gdpr.register,  # /v1/customers/{id}/personal-data, .../erase (rfmflow.automation)
+        routes_public.register,  # /u/{token} unsubscribe, /l/{token} tracked clicks (no key)
+        routes_engine.register,  # the automation loop in serve's process (rfmflow.automation)
+        alerts_routes.register,  # /v1/alerts/..., /v1/reports/... and the alerts loop (rfmflow.alerts)
     ]
 
 

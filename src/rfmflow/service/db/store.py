@@ -9,7 +9,7 @@ sorted by key, so concurrent transactions lock rows in one order and do not dead
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -224,8 +224,9 @@ def read_customer(conn: Connection, customer_id: str) -> dict[str, Any] | None:
     return dict(row) if row is not None else None
 
 
-def insert_or_ignore(conn: Connection, table: sa.Table, values: dict[str, Any]) -> bool:
-    """Insert one row unless it would break a unique constraint; whether it was inserted."""
+def insert_or_ignore(conn: Connection, table: sa.Table, values: Mapping[str, Any]) -> bool:
+    """Insert one row unless it would break a unique constraint; whether it was inserted
+    (``RETURNING`` tells: for a table with a generated id PostgreSQL's row count is unknown)."""
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -234,4 +235,7 @@ def insert_or_ignore(conn: Connection, table: sa.Table, values: dict[str, Any]) 
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
         statement = sqlite_insert(table)
-    return bool(conn.execute(statement.values(**values).on_conflict_do_nothing()).rowcount == 1)
+    key = next(iter(table.primary_key.columns))
+    return (
+        conn.execute(statement.values(**values).on_conflict_do_nothing().returning(key)).first() is not None
+    )
