@@ -158,3 +158,64 @@ def test_bad_loop_settings_name_the_variable(tmp_path: Path) -> None:
     assert bad.wait(60) == 1
     assert "error: RFMFLOW_AUTOMATION: expected on or off; got 'maybe'" in (tmp_path / "bad.log").read_text()
     assert RFMFLOW.endswith("rfmflow")
+
+
+def test_worker_runs_the_alerts_loop(
+    database: Database, engine: Engine, tmp_path: Path, inbox: tuple[Inbox, int]
+) -> None:
+    from datetime import timedelta
+
+    from rfmflow.alerts.store import create_rule
+    from rfmflow.service.db.engine import write_transaction
+    from rfmflow.service.events import EventIn
+    from rfmflow.service.ingest import ingest
+
+    handler, smtp_port = inbox
+    settings = database.settings(tmp_path)
+    quiet_since = datetime.now(UTC) - timedelta(hours=3)
+    ingest(
+        engine,
+        [
+            EventIn.model_validate(
+                {
+                    "event_id": "e1",
+                    "customer_id": "c1",
+                    "type": "visit",
+                    "occurred_at": quiet_since.isoformat(),
+                }
+            )
+        ],
+        settings,
+        now=quiet_since,
+    )
+    with write_transaction(engine) as conn:
+        create_rule(
+            conn,
+            {
+                "name": "silence",
+                "kind": "no_events",
+                "params": {"hours": 1},
+                "channel": "email",
+                "target": "ops@shop.example",
+            },
+            actor="test",
+            at=datetime.now(UTC),
+        )
+    env = process_env(
+        database.url,
+        tmp_path / "data",
+        RFMFLOW_SMTP_HOST="127.0.0.1",
+        RFMFLOW_SMTP_PORT=str(smtp_port),
+        RFMFLOW_ALERTS_INTERVAL="1s",
+    )
+    log = tmp_path / "worker.log"
+    proc = start(["worker", "--poll", "3600"], env, tmp_path, log)
+    try:
+        wait_for("the alert e-mail", lambda: len(handler.messages) >= 1, 60)
+        time.sleep(3)  # three more passes of the loop: the same occurrence is not sent again
+    finally:
+        assert stop(proc) == 0, log.read_text()
+    (envelope, message), *more = handler.messages
+    assert envelope.rcpt_tos == ["ops@shop.example"] and not more  # once per occurrence
+    assert message["Subject"].startswith("[rfmflow] No events for"), message["Subject"]
+    assert scalar(engine, "SELECT count(*) FROM alert_events WHERE status = 'sent'") == 1

@@ -1,9 +1,11 @@
-"""``rfmflow worker``: the scoring schedule and the automation loop, in one process.
+"""``rfmflow worker``: the scoring schedule, the automation loop and the alerts loop, in one process.
 
 Composed here (the CLI layer) because the service layer may not import the automation:
 scheduled scoring runs in a thread (:func:`rfmflow.service.scoring_jobs.worker_loop`), the
 automation loop (:func:`rfmflow.automation.worker.run_forever`: feeds, due journeys, outbox)
-in the asyncio loop of the main thread. SIGTERM or Ctrl-C stops both after the batch in
+in the asyncio loop of the main thread, with the alerts loop (:func:`rfmflow.alerts.loop.run_forever`:
+rules after each run and periodically, the weekly report) unless ``--no-automation`` or
+``RFMFLOW_ALERTS_INTERVAL=off``. SIGTERM or Ctrl-C stops both after the batch in
 progress. Start as many workers as you like on PostgreSQL: each scoring run is done by one
 of them, and each journey step and each message is taken by one (``SKIP LOCKED``).
 """
@@ -179,6 +181,8 @@ async def _run(
     automation: bool,
 ) -> None:
     """Both loops until SIGTERM/SIGINT; each finishes what it is doing first."""
+    from rfmflow.alerts.loop import run_forever as alerts_forever
+    from rfmflow.alerts.settings import load_alert_settings
     from rfmflow.automation.worker import run_forever
     from rfmflow.service.scoring_jobs import worker_loop
 
@@ -202,6 +206,9 @@ async def _run(
                 engine, settings, auto, interval=config.interval, stop=automation_stop, batch=config.batch
             )
         )
+        alerts = load_alert_settings(settings)
+        if alerts.interval is not None:  # alerts and the weekly report (RFMFLOW_ALERTS_INTERVAL)
+            jobs.append(alerts_forever(engine, settings, automation_stop, alerts=alerts))
     try:
         await asyncio.gather(*jobs)
     finally:
