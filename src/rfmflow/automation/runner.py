@@ -45,6 +45,7 @@ from rfmflow.service.db.tables import (
     workflow_versions,
     workflows,
 )
+from rfmflow.service.predictions import predictions_for
 from rfmflow.service.tags import TagOp, change_tags
 
 BATCH = 500
@@ -120,6 +121,7 @@ def load_facts(conn: Connection, rows: Sequence[Any], money_decimals: int) -> di
             )
             for cid, etype, last in conn.execute(query):
                 seen[cid].append((etype, last))
+    predicted = predictions_for(conn, ids, money_decimals)  # churn risk, p_alive, clv, ...
     scale = Decimal(10) ** money_decimals
     out: dict[int, Facts] = {}
     for r in rows:
@@ -142,6 +144,7 @@ def load_facts(conn: Connection, rows: Sequence[Any], money_decimals: int) -> di
                 rfm=s.rfm,
                 lifecycle=s.lifecycle,
             )
+        customer.update(predicted.get(r.customer_id, {}))
         if p is not None:
             name = p.name or ""
             customer.update(
