@@ -12,8 +12,9 @@ import httpx
 from click.testing import CliRunner
 from service_helpers import Database, Server, post_events, shop_purchases
 
+from rfmflow.cli.worker_cmd import worker
 from rfmflow.schemes import builtin_text
-from rfmflow.service.cli_scoring import scheme_apply, worker
+from rfmflow.service.cli_scoring import scheme_apply
 
 NOW = datetime.now(UTC)
 FIXED = builtin_text("telegram-scrm")

@@ -1,17 +1,15 @@
-"""``rfmflow worker`` and ``rfmflow scheme apply``.
+"""``rfmflow scheme apply`` and the printing of a scoring run (``rfmflow worker``, composed in
+:mod:`rfmflow.cli.worker_cmd`, uses it).
 
-Register them with ``main.add_command(worker)`` and, on the ``scheme`` group,
-``scheme.add_command(scheme_apply)`` (its name is ``apply``). Heavy imports happen inside
-the commands. Exit status: 0 success, 1 runtime error (invalid scheme, database unreachable,
+Register it on the ``scheme`` group: ``scheme.add_command(scheme_apply)`` (its name is
+``apply``). Heavy imports happen inside the command. Exit status: 0 success, 1 runtime error (invalid scheme, database unreachable,
 a run in progress), 2 usage error.
 """
 
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +19,7 @@ import click
 from rfmflow.service.cli import _errors, _migrated_engine, _settings, env_file_option
 
 if TYPE_CHECKING:
-    from rfmflow.service.scoring import RunResult
+    pass
 
 
 def _table(rows: Sequence[tuple[str, ...]]) -> None:
@@ -39,70 +37,6 @@ def _print_run(run: dict[str, Any]) -> None:
     rows = [("segment", "customers")]
     rows += [(name, str(n)) for name, n in run["segment_counts"].items()]
     _table(rows)
-
-
-@click.command()
-@click.option("--once", is_flag=True, help="Run the scheduled run if it is due, then exit.")
-@click.option(
-    "--now",
-    "run_now_flag",
-    is_flag=True,
-    help="Score everyone now (not waiting for the schedule), then exit.",
-)
-@click.option(
-    "--poll",
-    type=click.FloatRange(0.1, 3600),
-    default=30.0,
-    show_default=True,
-    help="Seconds between checks for a due run.",
-)
-@click.option("--json", "as_json", is_flag=True, help="With --once or --now: print the run as JSON.")
-@env_file_option
-@_errors
-def worker(once: bool, run_now_flag: bool, poll: float, as_json: bool, env_file: Path | None) -> None:
-    """Run scheduled scoring runs (RFMFLOW_SCORE_CRON, default 'daily 03:00') until stopped.
-
-    Start as many workers as you like on PostgreSQL: each due run is done by exactly one.
-    SIGTERM or Ctrl-C stops the worker after the run in progress, if any.
-    """
-    from rfmflow.service.logs import configure_logging
-    from rfmflow.service.scoring_jobs import (
-        ensure_job,
-        load_schedule,
-        run_due,
-        run_now,
-        worker_id,
-        worker_loop,
-    )
-
-    settings = _settings(env_file)
-    configure_logging(settings.log_level)
-    schedule = load_schedule(env_file=env_file)
-    engine = _migrated_engine(settings)
-    try:
-        if run_now_flag or once:
-            result: RunResult | None
-            if run_now_flag:
-                result = run_now(engine, settings, trigger="cli", actor=worker_id("cli"), wait_seconds=3600)
-            else:
-                ensure_job(engine, schedule, settings)
-                result = run_due(engine, settings, schedule, worker_id())
-            if result is None:
-                click.echo("no scoring run is due", err=True)
-            elif as_json:
-                click.echo(json.dumps(result.as_dict(), indent=2))
-            else:
-                _print_run(result.as_dict())
-            return
-        stop = threading.Event()
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda _s, _f: stop.set())
-        click.echo(f"worker started: schedule {schedule.text!r} ({settings.timezone})", err=True)
-        worker_loop(engine, settings, stop, schedule=schedule, poll_seconds=poll)
-        click.echo("worker stopped", err=True)
-    finally:
-        engine.dispose()
 
 
 @click.command("apply")
