@@ -2,8 +2,8 @@
 :mod:`rfmflow.cli.worker_cmd`, uses it).
 
 Register it on the ``scheme`` group: ``scheme.add_command(scheme_apply)`` (its name is
-``apply``). Heavy imports happen inside the command. Exit status: 0 success, 1 runtime error (invalid scheme, database unreachable,
-a run in progress), 2 usage error.
+``apply``). Heavy imports happen inside the command. Exit status: 0 success, 1 runtime error
+(invalid scheme, database unreachable, a run in progress), 2 usage error.
 """
 
 from __future__ import annotations
