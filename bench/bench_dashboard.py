@@ -339,15 +339,15 @@ def measure(engine: sa.Engine, settings: Settings, args: argparse.Namespace) -> 
 
     from fastapi.testclient import TestClient
 
+    from rfmflow.cli.app import build_app
     from rfmflow.dashboard.overview_data import rf_grid
-    from rfmflow.service.app import create_app
     from rfmflow.service.auth import create_key
     from rfmflow.service.scoring import segment_summary, transition_matrix
     from rfmflow.service.scoring_live import day_date
 
     today = business_day(datetime.now(UTC), settings)
     _, secret = create_key(engine, role="admin", name=f"bench-{time.time_ns()}", actor="bench")
-    app = create_app(settings, engine=engine)
+    app = build_app(settings, engine=engine)
     client = TestClient(app, base_url="http://bench")
     page = client.get("/login")
     token = re.search(r'name="login_token" value="([^"]*)"', page.text)

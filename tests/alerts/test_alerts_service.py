@@ -18,7 +18,7 @@ from service_helpers import Server, ThreadedServer, post_events
 from rfmflow.alerts.delivery import alert_senders, deliver_pending
 from rfmflow.alerts.loop import evaluate
 from rfmflow.alerts.store import claim
-from rfmflow.service.app import create_app
+from rfmflow.cli.app import build_app
 from rfmflow.service.db.engine import run_write
 
 
@@ -240,7 +240,7 @@ def test_serve_runs_the_loop_after_a_scoring_run(
 ) -> None:
     monkeypatch.setenv("RFMFLOW_ALERTS_INTERVAL", "1h")  # only a new run wakes it within the test
     monkeypatch.setenv("RFMFLOW_ALERTS_WEBHOOK_SECRET", SECRET)
-    app = create_app(server.settings, engine=server.engine)
+    app = build_app(server.settings, engine=server.engine)
     assert app.state.alerts.interval == 3600
     app.state.run_automation = True  # as `rfmflow serve` marks its app; the loop polls for runs every 10 s
     _rule(
@@ -270,7 +270,7 @@ def test_an_app_not_marked_by_serve_runs_no_alerts_loop(
 ) -> None:
     monkeypatch.setenv("RFMFLOW_ALERTS_INTERVAL", "1h")
     monkeypatch.setenv("RFMFLOW_ALERTS_WEBHOOK_SECRET", SECRET)
-    app = create_app(server.settings, engine=server.engine)  # tests, embedding: no background work
+    app = build_app(server.settings, engine=server.engine)  # tests, embedding: no background work
     _rule(
         server,
         name="growth",

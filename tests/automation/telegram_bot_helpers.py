@@ -26,8 +26,8 @@ if str(SERVICE_TESTS) not in sys.path:
 from service_helpers import ThreadedServer, free_port  # noqa: E402
 
 from rfmflow.automation.telegram_runtime import BotRuntime  # noqa: E402
+from rfmflow.cli.app import build_app  # noqa: E402
 from rfmflow.fake_telegram import FakeTelegram  # noqa: E402
-from rfmflow.service.app import create_app  # noqa: E402
 from rfmflow.service.db.tables import consents, customer_profiles, events  # noqa: E402
 from rfmflow.service.settings import Settings  # noqa: E402
 
@@ -76,7 +76,7 @@ def start_bot_app(
         telegram_webhook_url=f"{url}{WEBHOOK_PATH}" if mode == "webhook" else "",
         **changes,
     )
-    server = ThreadedServer(create_app(bot_settings, engine=engine))
+    server = ThreadedServer(build_app(bot_settings, engine=engine))
     server.port = port
     server.server.config.port = port
     server.start()

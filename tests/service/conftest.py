@@ -19,7 +19,7 @@ import pytest
 from service_helpers import Database, Server, ThreadedServer, make_keys
 from sqlalchemy.engine import Engine
 
-from rfmflow.service.app import create_app
+from rfmflow.cli.app import build_app
 from rfmflow.service.db import create_db_engine, upgrade
 from rfmflow.service.settings import Settings
 
@@ -77,7 +77,7 @@ def engine(bare_engine: Engine) -> Engine:
 @pytest.fixture
 def server(engine: Engine, settings: Settings) -> Iterator[Server]:
     keys = make_keys(engine)
-    running = ThreadedServer(create_app(settings, engine=engine))
+    running = ThreadedServer(build_app(settings, engine=engine))
     url = running.start()
     try:
         yield Server(url=url, keys=keys, settings=settings, engine=engine)

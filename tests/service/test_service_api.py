@@ -11,7 +11,7 @@ import httpx
 import pytest
 from service_helpers import Server, ThreadedServer, count_rows, event
 
-from rfmflow.service.app import create_app
+from rfmflow.cli.app import build_app
 from rfmflow.service.auth import revoke_key
 from rfmflow.service.db import create_db_engine
 from rfmflow.service.events import MAX_BATCH_EVENTS
@@ -200,7 +200,7 @@ def test_duplicates_after_a_restart(server: Server) -> None:
     items = [event(event_id=f"keep-{i}") for i in range(5)]
     assert post(server, items).json()["accepted"] == 5
     engine = create_db_engine(server.settings.database_url)
-    second = ThreadedServer(create_app(server.settings, engine=engine))
+    second = ThreadedServer(build_app(server.settings, engine=engine))
     url = second.start()
     try:
         with httpx.Client(
@@ -239,7 +239,7 @@ def test_operations_endpoints(server: Server) -> None:
 def test_readyz_is_503_before_migration(database: Any, tmp_path: Any) -> None:
     settings = database.settings(tmp_path)
     engine = create_db_engine(settings.database_url)
-    running = ThreadedServer(create_app(settings, engine=engine))
+    running = ThreadedServer(build_app(settings, engine=engine))
     url = running.start()
     try:
         response = httpx.get(f"{url}/readyz")
@@ -270,7 +270,7 @@ def test_unreachable_database_is_503(tmp_path: Any) -> None:
         data_dir=tmp_path, database_url="postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
     )
     engine = create_db_engine(settings.database_url)
-    running = ThreadedServer(create_app(settings, engine=engine))
+    running = ThreadedServer(build_app(settings, engine=engine))
     url = running.start()
     try:
         ready = httpx.get(f"{url}/readyz", timeout=10)

@@ -97,7 +97,7 @@ class DemoServe(ServeProcess):
         }
         with self.out.open("wb") as out, self.err.open("wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "rfmflow.service", "serve", "--demo"],
+                [sys.executable, "-m", "rfmflow", "serve", "--demo"],
                 cwd=workdir,
                 env=env,
                 stdout=out,

@@ -42,7 +42,7 @@ class ServeProcess:
         }
         with self.out.open("wb") as out, self.err.open("wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "rfmflow.service", "serve"],
+                [sys.executable, "-m", "rfmflow", "serve"],
                 cwd=workdir,
                 env=env,
                 stdout=out,

@@ -26,7 +26,7 @@ from segment.analytics import request as segment_request
 from segment.analytics.consumer import Consumer
 from service_helpers import Database, Server, ThreadedServer, count_rows
 
-from rfmflow.service.app import create_app
+from rfmflow.cli.app import build_app
 from rfmflow.service.auth import list_keys, revoke_key
 from rfmflow.service.db.tables import events
 from rfmflow.service.settings import Settings
@@ -280,7 +280,7 @@ def test_concurrent_and_restarted_deliveries_count_once(server: Server, settings
         t.join()
     assert sum(b["accepted"] for b in bodies) == 20 and sum(b["duplicates"] for b in bodies) == 80
 
-    restarted = ThreadedServer(create_app(settings, engine=server.engine))
+    restarted = ThreadedServer(build_app(settings, engine=server.engine))
     url = restarted.start()
     try:
         again = httpx.post(f"{url}/v1/batch", json=batch, headers=basic(WRITE_KEY), timeout=30).json()

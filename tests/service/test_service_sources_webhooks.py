@@ -19,10 +19,10 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 from service_helpers import Database, Server, ThreadedServer, count_rows
 
+from rfmflow.cli.app import build_app
 from rfmflow.service.adapters.shopify import sign_shopify_payload
 from rfmflow.service.adapters.stripe import sign_stripe_payload
 from rfmflow.service.adapters.woocommerce import sign_woocommerce_payload
-from rfmflow.service.app import create_app
 from rfmflow.service.db.tables import events
 from rfmflow.service.settings import Settings
 
@@ -393,7 +393,7 @@ def test_woocommerce_orders(server: Server) -> None:
 
 # --- configuration --------------------------------------------------------------------------
 def test_unconfigured_webhooks_are_404(server: Server, database: Database, tmp_path: Path) -> None:
-    bare = ThreadedServer(create_app(database.settings(tmp_path), engine=server.engine))
+    bare = ThreadedServer(build_app(database.settings(tmp_path), engine=server.engine))
     url = bare.start()
     try:
         answers = {

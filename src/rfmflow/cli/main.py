@@ -122,7 +122,8 @@ def _write_report(result: Any, path: Path) -> None:
 def _register() -> None:
     from rfmflow.cli.cluster_cmd import cluster
     from rfmflow.cli.predict_cmd import predict
-    from rfmflow.service.cli import db, import_events, keys, serve  # light: libraries load in the commands
+    from rfmflow.cli.serve_cmd import serve
+    from rfmflow.service.cli import db, import_events, keys  # light: libraries load in the commands
 
     main.add_command(predict)
     main.add_command(cluster)

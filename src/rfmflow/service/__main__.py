@@ -1,4 +1,5 @@
-"""``python -m rfmflow.service serve|keys|db``: the service's commands on their own."""
+"""``python -m rfmflow.service import|keys|db``: the service's commands on their own
+(``rfmflow serve`` serves the whole product)."""
 
 from rfmflow.service.cli import service_cli
 

@@ -9,7 +9,7 @@ Endpoints (roles in brackets):
   200 (``accepted`` or ``duplicate``) or 422 with field errors. Limits: 32 KB per event,
   500 KB per request (413).
 - ``GET /v1/customers``, ``GET /v1/customers/{customer_id}`` and the other reads: route modules
-  (:func:`_route_modules`).
+  (:func:`service_routes`).
 - ``GET /healthz`` (the process answers), ``GET /readyz`` (the database answers and is
   migrated), ``GET /metrics`` (Prometheus text), ``GET /openapi.json``, ``GET /docs``
   (a self-contained page; nothing is fetched from the internet). These need no key.
@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -272,10 +272,16 @@ def _package_version() -> str:
         return "0"
 
 
-def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
-    """The service's ASGI app. Without ``engine`` one is made from the settings and disposed
-    when the app shuts down; a given engine stays the caller's. The schema must already be
-    migrated (``rfmflow serve`` does it; ``/readyz`` tells)."""
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    routes: Sequence[Callable[[FastAPI], None]] | None = None,
+) -> FastAPI:
+    """The service's ASGI app with ``routes`` (default: :func:`service_routes`). Without
+    ``engine`` one is made from the settings and disposed when the app shuts down; a given
+    engine stays the caller's. The schema must already be migrated (``rfmflow serve`` does it;
+    ``/readyz`` tells)."""
     owned = engine is None
     db = engine if engine is not None else create_db_engine(settings.database_url)
     state = ServiceState(settings=settings, engine=db, metrics=Metrics(), head=head_revision())
@@ -300,26 +306,16 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.add_middleware(RequestLog, metrics=state.metrics)
     app.add_exception_handler(sa.exc.OperationalError, _database_unavailable)
     _routes(app)
-    for register in _route_modules():
+    for register in service_routes() if routes is None else routes:
         register(app)
     _openapi(app)
     return app
 
 
-def _route_modules() -> list[Callable[[FastAPI], None]]:
-    """Route groups kept in their own modules, each with ``register(app)``."""
-    from rfmflow.alerts import routes as alerts_routes
-    from rfmflow.automation import (
-        routes_broadcasts,
-        routes_engine,
-        routes_gdpr,
-        routes_public,
-        routes_results,
-        routes_tasks,
-        routes_telegram,
-        routes_workflows,
-    )
-    from rfmflow.dashboard import routes as dashboard_routes
+def service_routes() -> list[Callable[[FastAPI], None]]:
+    """The service's own route groups, each a module with ``register(app)``. The product's
+    whole app (dashboard, automation, alerts too) is put together one layer up, in
+    :func:`rfmflow.cli.app.build_app`."""
     from rfmflow.service import (
         routes_customers,
         routes_exports,
@@ -342,16 +338,6 @@ def _route_modules() -> list[Callable[[FastAPI], None]]:
         routes_customers.register,  # GET /v1/customers, /v1/customers/{id}, .../segment
         routes_history.register,  # GET /v1/snapshots, /v1/transitions/moves
         routes_exports.register,  # GET /v1/exports/...
-        dashboard_routes.register,  # the dashboard's pages under / (rfmflow.dashboard)
-        routes_telegram.register,  # POST /v1/telegram/webhook and the bot's runtime (rfmflow.automation)
-        routes_results.register,  # GET /v1/workflows/{name}/results, /v1/broadcasts/{id}/results
-        routes_broadcasts.register,  # /v1/broadcasts: preview, create, start, pause, resume, stop
-        routes_workflows.register,  # /v1/workflows, /v1/customers/{id}/consent (rfmflow.automation)
-        routes_tasks.register,  # /v1/tasks: hand-offs to people (rfmflow.automation)
-        routes_gdpr.register,  # /v1/customers/{id}/personal-data, .../erase (rfmflow.automation)
-        routes_public.register,  # /u/{token} unsubscribe, /l/{token} tracked clicks (no key)
-        routes_engine.register,  # the automation loop in serve's process (rfmflow.automation)
-        alerts_routes.register,  # /v1/alerts/..., /v1/reports/... and the alerts loop (rfmflow.alerts)
     ]
 
 

@@ -1,7 +1,8 @@
-"""The service's commands: ``rfmflow serve``, ``rfmflow import``, ``rfmflow keys ...``, ``rfmflow db ...``.
+"""The service's commands: ``rfmflow import``, ``rfmflow keys ...``, ``rfmflow db ...`` (and the
+helpers ``rfmflow serve`` uses; that command is composed in :mod:`rfmflow.cli.serve_cmd`).
 
-Register them on the main group with ``main.add_command(serve)``, ``main.add_command(import_events)``
-(named ``import``), ``main.add_command(keys)`` and ``main.add_command(db)``;
+Register them on the main group with ``main.add_command(import_events)`` (named ``import``),
+``main.add_command(keys)`` and ``main.add_command(db)``;
 ``python -m rfmflow.service`` runs them on their own. Heavy
 imports (FastAPI, SQLAlchemy, uvicorn) happen inside the commands, so ``rfmflow score``
 does not pay for them.
@@ -93,56 +94,6 @@ def _migrated_engine(settings: Settings) -> Any:
         engine.dispose()
         raise
     return engine
-
-
-@click.command()
-@click.option("--host", help="Address to listen on. Default: RFMFLOW_HOST or 127.0.0.1.")
-@click.option("--port", type=click.IntRange(1, 65535), help="Port. Default: RFMFLOW_PORT or 8000.")
-@click.option(
-    "--demo",
-    is_flag=True,
-    help="Load demo data (a shop with a Telegram bot, the last two years) when the database has no events.",
-)
-@click.option(
-    "--no-scheduler",
-    is_flag=True,
-    help="Do not run scheduled scoring in this process (run `rfmflow worker` processes instead).",
-)
-@click.option(
-    "--no-automation",
-    is_flag=True,
-    help="Do not run the automation loop in this process (run `rfmflow worker` processes instead; "
-    "RFMFLOW_AUTOMATION=off does the same).",
-)
-@env_file_option
-@_errors
-def serve(
-    host: str | None,
-    port: int | None,
-    demo: bool,
-    no_scheduler: bool,
-    no_automation: bool,
-    env_file: Path | None,
-) -> None:
-    """Run the HTTP API: migrate the database, create an admin key on first start, serve.
-
-    Scheduled scoring (RFMFLOW_SCORE_CRON, daily by default) and the automation loop (workflows
-    and the outbox) run in the same process unless --no-scheduler / --no-automation. Stops
-    gracefully on Ctrl-C or SIGTERM (requests in flight and the automation batch in progress
-    finish first).
-    """
-    from rfmflow.service.server import serve as run
-
-    settings = _settings(env_file, host=host, port=port)
-    if demo:
-        _load_demo_if_empty(settings)
-    run(
-        settings,
-        announce=lambda text: click.echo(text),
-        scheduler=not no_scheduler,
-        automation=not no_automation,
-        env_file=env_file,
-    )
 
 
 def _load_demo_if_empty(settings: Settings) -> None:
@@ -569,7 +520,6 @@ def service_cli() -> None:
     """rfmflow's service commands (also available as `rfmflow serve|import|keys|db`)."""
 
 
-service_cli.add_command(serve)
 service_cli.add_command(import_events)
 service_cli.add_command(keys)
 service_cli.add_command(db)

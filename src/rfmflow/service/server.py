@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from rfmflow.service.app import create_app
 from rfmflow.service.auth import create_key, has_active_admin
@@ -62,11 +63,13 @@ def serve(
     scheduler: bool = True,
     automation: bool = True,
     env_file: Path | None = None,
+    make_app: Callable[[Settings], FastAPI] = create_app,
 ) -> None:
     """Run the service in the foreground until SIGTERM/SIGINT; with ``scheduler`` the scoring
     schedule (``RFMFLOW_SCORE_CRON``, daily by default) runs in this process too, and with
     ``automation`` the automation loop (unless ``RFMFLOW_AUTOMATION=off``; its settings are read
-    from ``env_file`` and the environment when the app starts)."""
+    from ``env_file`` and the environment when the app starts). ``make_app`` builds the app
+    (``rfmflow serve`` passes the product's whole app, :func:`rfmflow.cli.app.build_app`)."""
     log_config = configure_logging(settings.log_level)
     new_key = prepare(settings)
     if new_key is not None:
@@ -75,7 +78,7 @@ def serve(
             f"    {new_key}\n\n"
             "Make keys for senders and readers with `rfmflow keys create --role ingest|agent|analyst`."
         )
-    app = create_app(settings)
+    app = make_app(settings)
     app.state.run_automation = automation  # the loop is started with the app (its lifespan)
     app.state.env_file = env_file
     config = uvicorn.Config(
