@@ -1,7 +1,6 @@
 """The dashboard's browser tests' helpers: Debian's Chromium driven by Playwright (no browser
 download), a signed-in page, screenshots in ``artifacts/screenshots/`` and a check that a page
-does not scroll sideways. The session-wide ``browser`` fixture is in ``conftest.py``: one
-Playwright per process (its sync API allows one per thread)."""
+does not scroll sideways. The ``browser`` fixture (one per test module) is in ``conftest.py``."""
 
 from __future__ import annotations
 
@@ -27,7 +26,7 @@ def missing(reason: str) -> None:
 
 
 def launch() -> Iterator[Any]:
-    """Chromium for the session (the ``browser`` fixture's body)."""
+    """Chromium for a test module (the ``browser`` fixture's body)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

@@ -31,9 +31,11 @@ engine = _fixtures.engine
 server = _fixtures.server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium for the whole session (browser_helpers.launch): one per process."""
+    """Debian's Chromium for one test module (browser_helpers.launch). Not for the session:
+    Playwright's sync API keeps an event loop running in this thread while it is open, and the
+    other tests that run in the same process call ``asyncio.run``."""
     from browser_helpers import launch
 
     yield from launch()

@@ -22,10 +22,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
 from rfmflow.service.app import ServiceDep, require
 from rfmflow.service.auth import ApiKey
+from rfmflow.service.db.engine import run_write
 from rfmflow.service.db.tables import audit_log
 from rfmflow.service.profiles import MAX_TRAITS_BYTES, read_profile, read_traits, upsert_profile
 
@@ -96,7 +98,7 @@ def register(app: FastAPI) -> None:
         now = datetime.now(UTC)
 
         def store() -> dict[str, Any]:
-            with svc.engine.begin() as conn:
+            def work(conn: Connection) -> dict[str, Any]:
                 profile = upsert_profile(conn, customer_id, update, at=now, source="api")
                 conn.execute(
                     audit_log.insert().values(
@@ -107,7 +109,9 @@ def register(app: FastAPI) -> None:
                         details={"traits": sorted(traits)},
                     )
                 )
-            return profile
+                return profile
+
+            return run_write(svc.engine, work)
 
         return await run_in_threadpool(store)
 

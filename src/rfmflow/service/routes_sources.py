@@ -66,6 +66,7 @@ from rfmflow.service.adapters import (
 )
 from rfmflow.service.app import ServiceState, service
 from rfmflow.service.auth import KEY_PATTERN, ApiKey, authenticate
+from rfmflow.service.db.engine import run_write
 from rfmflow.service.db.tables import events as events_table
 from rfmflow.service.events import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, EventIn
 from rfmflow.service.ingest import FieldError, ItemResult, ingest
@@ -335,8 +336,7 @@ def store_traits(
 ) -> list[str]:
     """Merge ``traits`` (dated ``at``) into the customer's profile; the warnings."""
     update = read_traits(traits, context)
-    with engine.begin() as conn:
-        upsert_profile(conn, customer_id, update, at=at, source=source)
+    run_write(engine, lambda conn: upsert_profile(conn, customer_id, update, at=at, source=source))
     return update.warnings
 
 
