@@ -50,17 +50,10 @@ def fake() -> Iterator[Any]:
 
 @pytest.fixture
 def inbox() -> Iterator[Any]:
-    from aiosmtpd.controller import Controller
-    from engine_helpers import Inbox, free_port
+    from engine_helpers import smtp_inbox
 
-    handler = Inbox()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+    with smtp_inbox() as running:
+        yield running
 
 
 @pytest.fixture(autouse=True)

@@ -235,14 +235,17 @@ def test_a_refused_send_is_retried_after_a_backoff(server: Server, receiver: Rec
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("marked", [True, False], ids=["serve", "bare-app"])
 def test_serve_runs_the_loop_after_a_scoring_run(
-    monkeypatch: pytest.MonkeyPatch, server: Server, receiver: Receiver
+    monkeypatch: pytest.MonkeyPatch, server: Server, receiver: Receiver, marked: bool
 ) -> None:
+    """The app ``rfmflow serve`` marks runs the loop (a new run wakes it); an app built alone
+    (tests, embedding) runs no background work."""
     monkeypatch.setenv("RFMFLOW_ALERTS_INTERVAL", "1h")  # only a new run wakes it within the test
     monkeypatch.setenv("RFMFLOW_ALERTS_WEBHOOK_SECRET", SECRET)
     app = build_app(server.settings, engine=server.engine)
     assert app.state.alerts.interval == 3600
-    app.state.run_automation = True  # as `rfmflow serve` marks its app; the loop polls for runs every 10 s
+    app.state.run_automation = marked  # as `rfmflow serve` marks its app; the loop polls for runs every 10 s
     _rule(
         server,
         name="growth",
@@ -256,35 +259,12 @@ def test_serve_runs_the_loop_after_a_scoring_run(
     running.start()
     try:
         add_run(server.engine, server.settings, 0, {"At Risk": 150})
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + (30 if marked else 12)  # 12 s: longer than the poll for new runs
         while not receiver.delivered and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         running.stop()
-    assert len(receiver.delivered) == 1 and receiver.delivered[0]["body"]["rule"] == "growth"
-
-
-@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-def test_an_app_not_marked_by_serve_runs_no_alerts_loop(
-    monkeypatch: pytest.MonkeyPatch, server: Server, receiver: Receiver
-) -> None:
-    monkeypatch.setenv("RFMFLOW_ALERTS_INTERVAL", "1h")
-    monkeypatch.setenv("RFMFLOW_ALERTS_WEBHOOK_SECRET", SECRET)
-    app = build_app(server.settings, engine=server.engine)  # tests, embedding: no background work
-    _rule(
-        server,
-        name="growth",
-        kind="segment_growth",
-        params={"segment": "At Risk", "pct": 20, "days": 7},
-        channel="webhook",
-        target=receiver.url,
-    )
-    add_run(server.engine, server.settings, 8, {"At Risk": 100})
-    running = ThreadedServer(app)
-    running.start()
-    try:
-        add_run(server.engine, server.settings, 0, {"At Risk": 150})
-        time.sleep(12)  # longer than the loop's poll for new runs
-    finally:
-        running.stop()
-    assert receiver.delivered == [] and rows(server.engine, "SELECT id FROM alert_events") == []
+    if marked:
+        assert len(receiver.delivered) == 1 and receiver.delivered[0]["body"]["rule"] == "growth"
+    else:
+        assert receiver.delivered == [] and rows(server.engine, "SELECT id FROM alert_events") == []

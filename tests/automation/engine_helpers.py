@@ -11,6 +11,8 @@ import asyncio
 import importlib.util
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import Message
@@ -115,3 +117,18 @@ def decide_now(
     engine: Engine, settings: Settings, auto: AutomationSettings, now: datetime | None = None
 ) -> dict[str, Any]:
     return decide(engine, settings, auto, now=now)
+
+
+@contextmanager
+def smtp_inbox() -> Iterator[tuple[Inbox, int]]:
+    """A real SMTP server (aiosmtpd) on a free loopback port: its handler and port."""
+    from aiosmtpd.controller import Controller
+
+    handler = Inbox()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()

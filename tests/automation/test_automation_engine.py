@@ -9,17 +9,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from aiosmtpd.controller import Controller
 from engine_helpers import (
     Inbox,
     automation_settings,
     decide_now,
     dispatch,
-    free_port,
     rows,
     service_fixtures,
     set_profile,
     shop,
+    smtp_inbox,
 )
 from service_helpers import Server, post_events
 
@@ -71,14 +70,8 @@ def fake() -> Iterator[FakeTelegram]:
 
 @pytest.fixture
 def inbox() -> Iterator[tuple[Inbox, int]]:
-    handler = Inbox()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+    with smtp_inbox() as running:
+        yield running
 
 
 def test_workflows_are_stored_versioned_and_audited(server: Server) -> None:

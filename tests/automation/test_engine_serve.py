@@ -12,8 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
-from engine_helpers import Inbox, free_port, service_fixtures
+from engine_helpers import Inbox, free_port, service_fixtures, smtp_inbox
 from service_helpers import Database, make_keys
 from sqlalchemy.engine import Engine
 from worker_helpers import RFMFLOW, process_env, scalar, start, stop, wait_for
@@ -40,14 +39,8 @@ steps:
 
 @pytest.fixture
 def inbox() -> Iterator[tuple[Inbox, int]]:
-    handler = Inbox()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+    with smtp_inbox() as running:
+        yield running
 
 
 def _serve(database: Database, tmp_path: Path, smtp_port: int, *flags: str) -> tuple[str, object, Path]:

@@ -12,8 +12,15 @@ from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
-from engine_helpers import Inbox, automation_settings, decide_now, dispatch, free_port, rows, service_fixtures
+from engine_helpers import (
+    Inbox,
+    automation_settings,
+    decide_now,
+    dispatch,
+    rows,
+    service_fixtures,
+    smtp_inbox,
+)
 from engine_helpers import set_profile as set_traits
 from service_helpers import Server, post_events, shop_purchases
 
@@ -44,14 +51,8 @@ steps:
 
 @pytest.fixture
 def inbox() -> Iterator[tuple[Inbox, int]]:
-    handler = Inbox()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+    with smtp_inbox() as running:
+        yield running
 
 
 def _auto(server: Server, smtp_port: int) -> AutomationSettings:

@@ -10,29 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from rfmflow.service.cli import _errors, _migrated_engine, _settings, env_file_option
-
-
-@contextmanager
-def _service(env_file: Path | None) -> Iterator[tuple[Any, Any]]:
-    settings = _settings(env_file)
-    engine = _migrated_engine(settings)
-    try:
-        yield settings, engine
-    finally:
-        engine.dispose()
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+from rfmflow.service.cli import (
+    _errors,
+    echo_json,
+    env_file_option,
+    service_database,
+)
 
 
 def _param_value(text: str) -> Any:
@@ -55,10 +44,10 @@ def alerts_list(as_json: bool, env_file: Path | None) -> None:
     """The alert rules."""
     from rfmflow.alerts.store import list_rules
 
-    with _service(env_file) as (_unused, engine), engine.connect() as conn:
+    with service_database(env_file) as (_unused, engine), engine.connect() as conn:
         found = [r.as_dict() for r in list_rules(conn)]
     if as_json:
-        _echo_json(found)
+        echo_json(found)
         return
     if not found:
         click.echo("no alert rules yet (rfmflow alerts add --help)", err=True)
@@ -108,7 +97,7 @@ def alerts_add(
         "target": target,
         "enabled": not disabled,
     }
-    with _service(env_file) as (_unused, engine):
+    with service_database(env_file) as (_unused, engine):
         try:
             rule = run_write(engine, lambda c: create_rule(c, body, actor="cli", at=datetime.now(UTC)))
         except RuleError as err:
@@ -122,7 +111,7 @@ def _set_enabled(rule_id: int, enabled: bool, env_file: Path | None) -> None:
     from rfmflow.alerts.store import update_rule
     from rfmflow.service.db.engine import run_write
 
-    with _service(env_file) as (_unused, engine):
+    with service_database(env_file) as (_unused, engine):
         rule = run_write(
             engine, lambda c: update_rule(c, rule_id, {"enabled": enabled}, at=datetime.now(UTC))
         )
@@ -156,7 +145,7 @@ def alerts_delete(rule_id: int, env_file: Path | None) -> None:
     from rfmflow.alerts.store import delete_rule
     from rfmflow.service.db.engine import run_write
 
-    with _service(env_file) as (_unused, engine):
+    with service_database(env_file) as (_unused, engine):
         run_write(engine, lambda c: delete_rule(c, rule_id))
     click.echo(f"rule {rule_id} deleted")
 
@@ -170,10 +159,10 @@ def alerts_events(limit: int, as_json: bool, env_file: Path | None) -> None:
     """Occurrences, newest first, with their delivery status."""
     from rfmflow.alerts.store import list_events
 
-    with _service(env_file) as (_unused, engine), engine.connect() as conn:
+    with service_database(env_file) as (_unused, engine), engine.connect() as conn:
         found = list_events(conn, limit=limit)
     if as_json:
-        _echo_json(found)
+        echo_json(found)
         return
     for e in found:
         click.echo(
@@ -191,7 +180,7 @@ def alerts_check(as_json: bool, env_file: Path | None) -> None:
     from rfmflow.alerts.loop import tick
     from rfmflow.alerts.settings import load_alert_settings
 
-    with _service(env_file) as (settings, engine):
+    with service_database(env_file) as (settings, engine):
         chosen = load_alert_settings(settings)
 
         async def go() -> dict[str, Any]:
@@ -200,7 +189,7 @@ def alerts_check(as_json: bool, env_file: Path | None) -> None:
 
         result = asyncio.run(go())
     if as_json:
-        _echo_json(result)
+        echo_json(result)
         return
     click.echo(
         f"{len(result['fired'])} rule occurrence(s), {result['new']} new; "
@@ -226,7 +215,7 @@ def reports_weekly(send: bool, output: Path | None, as_json: bool, env_file: Pat
     from rfmflow.alerts.settings import load_alert_settings
     from rfmflow.service.db.engine import run_write
 
-    with _service(env_file) as (settings, engine):
+    with service_database(env_file) as (settings, engine):
         chosen = load_alert_settings(settings)
         if send and not chosen.report_targets:
             raise click.UsageError("--send: set RFMFLOW_REPORT_TELEGRAM_CHAT or RFMFLOW_REPORT_EMAILS first")
@@ -249,7 +238,7 @@ def reports_weekly(send: bool, output: Path | None, as_json: bool, env_file: Pat
         output.write_text(row.html, encoding="utf-8")
         click.echo(f"wrote {output}", err=True)
     if as_json:
-        _echo_json({"id": report_id, "summary": row.summary, "deliveries": deliveries})
+        echo_json({"id": report_id, "summary": row.summary, "deliveries": deliveries})
     elif output is None:
         s = row.summary
         click.echo(
@@ -267,7 +256,7 @@ def reports_list(env_file: Path | None) -> None:
     """The latest reports."""
     from rfmflow.alerts.reports import list_reports
 
-    with _service(env_file) as (_unused, engine), engine.connect() as conn:
+    with service_database(env_file) as (_unused, engine), engine.connect() as conn:
         found = list_reports(conn)
     for r in found:
         sent = ", ".join(f"{d['channel']}:{d['status']}" for d in r["deliveries"]) or "not sent"

@@ -10,29 +10,18 @@ the same audit log rows, actor ``cli:<user>``); the database comes from the serv
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from rfmflow.service.cli import _errors, _migrated_engine, _settings, env_file_option
-
-
-@contextmanager
-def _service(env_file: Path | None) -> Iterator[tuple[Any, Any]]:
-    settings = _settings(env_file)
-    engine = _migrated_engine(settings)
-    try:
-        yield settings, engine
-    finally:
-        engine.dispose()
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+from rfmflow.service.cli import (
+    _errors,
+    echo_json,
+    env_file_option,
+    service_database,
+)
 
 
 @click.group()
@@ -48,10 +37,10 @@ def broadcasts_list(as_json: bool, env_file: Path | None) -> None:
     """The latest broadcasts, newest first, with their outbox rows per status."""
     from rfmflow.automation.broadcasts import list_broadcasts, outbox_counts
 
-    with _service(env_file) as (_unused, engine), engine.connect() as conn:
+    with service_database(env_file) as (_unused, engine), engine.connect() as conn:
         found = [{**b.as_dict(), "outbox": outbox_counts(conn, b.id)} for b in list_broadcasts(conn)]
     if as_json:
-        _echo_json(found)
+        echo_json(found)
         return
     if not found:
         click.echo("no broadcasts yet", err=True)
@@ -104,7 +93,7 @@ def broadcasts_preview(
     if broadcast_id is None and channel is None:
         raise click.UsageError("give --id or --channel (with filters)")
     audience = None if broadcast_id is not None else _audience(audience_json, segment, tag)
-    with _service(env_file) as (settings, engine), engine.connect() as conn:
+    with service_database(env_file) as (settings, engine), engine.connect() as conn:
         if broadcast_id is not None:
             b = get_broadcast(conn, broadcast_id)
             audience, channel = b.audience, b.channel
@@ -116,7 +105,7 @@ def broadcasts_preview(
         counts = preview(conn, settings, audience, channel)
     counts = {**counts, "needs_confirmation": counts["audience"] > settings.broadcast_confirm_above}
     if as_json:
-        _echo_json(counts)
+        echo_json(counts)
         return
     for key, value in counts.items():
         click.echo(f"{key:<19} {value}")
@@ -141,7 +130,7 @@ def broadcasts_create(file: Path, env_file: Path | None) -> None:
         body = BroadcastIn.model_validate(yaml.safe_load(file.read_text(encoding="utf-8")))
     except (yaml.YAMLError, ValidationError) as err:
         raise click.BadParameter(str(err), param_hint="FILE") from None
-    with _service(env_file) as (_unused, engine):
+    with service_database(env_file) as (_unused, engine):
         created = run_write(
             engine,
             lambda conn: create_broadcast(
@@ -171,7 +160,7 @@ def broadcasts_start(broadcast_id: int, confirm_count: int | None, env_file: Pat
     from rfmflow.automation.broadcasts import start
     from rfmflow.service.auth import cli_actor
 
-    with _service(env_file) as (settings, engine):
+    with service_database(env_file) as (settings, engine):
         done = start(
             engine,
             settings,
@@ -193,7 +182,7 @@ def broadcasts_stop(broadcast_id: int, env_file: Path | None) -> None:
     from rfmflow.automation.broadcasts import stop
     from rfmflow.service.auth import cli_actor
 
-    with _service(env_file) as (_unused, engine):
+    with service_database(env_file) as (_unused, engine):
         _b, cancelled = stop(engine, broadcast_id, actor=cli_actor(), now=datetime.now(UTC))
     click.echo(f"broadcast {broadcast_id} stopped; {cancelled:,} pending messages cancelled")
 

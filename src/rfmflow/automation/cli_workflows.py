@@ -24,31 +24,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
-from rfmflow.service.cli import _errors, _migrated_engine, _settings, env_file_option
+from rfmflow.service.cli import (
+    _errors,
+    echo_json,
+    env_file_option,
+    service_database,
+)
 
 RESULT_COLUMNS = ("enrolled", "messages", "sent", "delivered", "failed", "blocked", "clicked", "replied")
-
-
-@contextmanager
-def _service(env_file: Path | None) -> Iterator[tuple[Any, Any]]:
-    settings = _settings(env_file)
-    engine = _migrated_engine(settings)
-    try:
-        yield settings, engine
-    finally:
-        engine.dispose()
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
 
 
 def _read(file: Path) -> tuple[Any, str]:
@@ -70,10 +60,10 @@ def workflows_list(as_json: bool, env_file: Path | None) -> None:
     """Every workflow with its status, version, trigger and journeys per status."""
     from rfmflow.automation import workflows_store as store
 
-    with _service(env_file) as (_unused, engine), engine.connect() as conn:
+    with service_database(env_file) as (_unused, engine), engine.connect() as conn:
         found = [w.as_dict(store.enrolment_counts(conn, w.id)) for w in store.list_all(conn)]
     if as_json:
-        _echo_json([{k: v for k, v in w.items() if k != "yaml"} for w in found])
+        echo_json([{k: v for k, v in w.items() if k != "yaml"} for w in found])
         return
     if not found:
         click.echo("no workflows yet (rfmflow workflows apply FILE)", err=True)
@@ -92,11 +82,11 @@ def workflows_show(name: str, as_json: bool, env_file: Path | None) -> None:
     """One workflow: status, version, trigger, channels, steps, journeys and its YAML."""
     from rfmflow.automation import workflows_store as store
 
-    with _service(env_file) as (_unused, engine), engine.connect() as conn:
+    with service_database(env_file) as (_unused, engine), engine.connect() as conn:
         stored = store.get(conn, name)
         data = stored.as_dict(store.enrolment_counts(conn, stored.id))
     if as_json:
-        _echo_json(data)
+        echo_json(data)
         return
     for key in ("name", "status", "version", "description", "trigger", "entry", "channels", "steps"):
         value = data[key]
@@ -131,7 +121,7 @@ def workflows_apply(file: Path, env_file: Path | None) -> None:
     from rfmflow.service.db.engine import run_write
 
     workflow, text = _read(file)
-    with _service(env_file) as (_unused, engine):
+    with service_database(env_file) as (_unused, engine):
         stored, what = run_write(
             engine, lambda conn: store.save(conn, workflow, text, actor=cli_actor(), at=datetime.now(UTC))
         )
@@ -148,7 +138,7 @@ def _status_command(action: str, help_text: str) -> None:
         from rfmflow.service.auth import cli_actor
         from rfmflow.service.db.engine import run_write
 
-        with _service(env_file) as (_unused, engine):
+        with service_database(env_file) as (_unused, engine):
             result = run_write(
                 engine,
                 lambda conn: store.set_status(conn, name, action, actor=cli_actor(), at=datetime.now(UTC)),
@@ -224,10 +214,10 @@ def workflows_results(name: str, window: str | None, as_json: bool, env_file: Pa
     from rfmflow.automation.results import workflow_results
 
     span = _window(window)
-    with _service(env_file) as (settings, engine), engine.connect() as conn:
+    with service_database(env_file) as (settings, engine), engine.connect() as conn:
         data = workflow_results(conn, name, window=span, decimals=settings.money_decimals)
     if as_json:
-        _echo_json(data)
+        echo_json(data)
         return
     click.echo(f"workflow {name!r}: goal {data['goal_event']} within {data['window_days']:g} days")
     header = "".join(f"{c:>9}" for c in RESULT_COLUMNS)

@@ -18,6 +18,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -94,6 +95,22 @@ def _migrated_engine(settings: Settings) -> Any:
         engine.dispose()
         raise
     return engine
+
+
+@contextmanager
+def service_database(env_file: Path | None) -> Iterator[tuple[Settings, Any]]:
+    """The settings and a migrated engine, disposed at the end (for commands on the database)."""
+    settings = _settings(env_file)
+    engine = _migrated_engine(settings)
+    try:
+        yield settings, engine
+    finally:
+        engine.dispose()
+
+
+def echo_json(data: Any) -> None:
+    """Print ``data`` as indented JSON (dates and other values as text)."""
+    click.echo(json.dumps(data, indent=2, default=str))
 
 
 def _load_demo_if_empty(settings: Settings) -> None:
