@@ -10,18 +10,18 @@ so the dashboard shows what ``GET /v1/segments``, ``GET /v1/snapshots`` and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from rfmflow.core.coverage import check_coverage
 from rfmflow.core.scheme import Scheme
 from rfmflow.service import run_summary
-from rfmflow.service.db.tables import NO_SEGMENT, customer_scores, customers
+from rfmflow.service.db.tables import NO_SEGMENT
 from rfmflow.service.scoring import segment_summary
 from rfmflow.service.scoring_live import EPOCH_ORDINAL, day_date
 from rfmflow.service.scoring_schemes import active_scheme
@@ -50,21 +50,9 @@ class GridCell:
     segments: list[tuple[str, int]]
 
 
-def rf_grid(conn: Connection) -> list[GridCell]:
-    """Customers and revenue (net purchases, all time) per R and F score of the stored scores,
+def grid_cells(rows: Sequence[Sequence[Any]]) -> list[GridCell]:
+    """``[r, f, segment, customers, revenue_minor]`` rows as the grid's cells (best R on top),
     with the segments in each cell."""
-    cs = customer_scores.c
-    rows = conn.execute(
-        sa.select(
-            cs.r_score,
-            cs.f_score,
-            cs.segment,
-            sa.func.count(),
-            sa.func.coalesce(sa.func.sum(customers.c.monetary_minor), 0),
-        )
-        .select_from(customer_scores.outerjoin(customers, customers.c.customer_id == cs.customer_id))
-        .group_by(cs.r_score, cs.f_score, cs.segment)
-    ).all()
     cells: dict[tuple[int, int], GridCell] = {}
     for r, f, segment, n, revenue in rows:
         key = (int(r), int(f))
@@ -78,19 +66,15 @@ def rf_grid(conn: Connection) -> list[GridCell]:
     return sorted(cells.values(), key=lambda c: (-c.r, c.f))
 
 
+def rf_grid(conn: Connection) -> list[GridCell]:
+    """Customers and revenue (net purchases, all time) per R and F score of the stored scores,
+    with the segments in each cell."""
+    return grid_cells(run_summary.grid_rows(conn))
+
+
 def snapshot_grid(snap: run_summary.Snapshot) -> list[GridCell]:
     """:func:`rf_grid` as the newest run left it (its summary)."""
-    cells: dict[tuple[int, int], GridCell] = {}
-    for r, f, segment, n, revenue in snap.grid:
-        key = (int(r), int(f))
-        cell = cells.get(key) or GridCell(key[0], key[1], 0, 0, [])
-        cell.segments.append((str(segment), int(n)))
-        cells[key] = GridCell(
-            key[0], key[1], cell.customers + int(n), cell.revenue_minor + int(revenue), cell.segments
-        )
-    for cell in cells.values():
-        cell.segments.sort(key=lambda s: (-s[1], s[0]))
-    return sorted(cells.values(), key=lambda c: (-c.r, c.f))
+    return grid_cells(snap.grid)
 
 
 def segments_now(conn: Connection, settings: Settings) -> tuple[dict[str, Any], list[GridCell]]:

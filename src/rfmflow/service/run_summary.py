@@ -74,8 +74,9 @@ def previous_through(conn: Connection, run_id: int) -> int:
     return 0
 
 
-def compute(conn: Connection, since: int) -> dict[str, Any]:
-    """The summary of the scores stored now and of the moves with an id above ``since``."""
+def grid_rows(conn: Connection) -> list[list[Any]]:
+    """``[r_score, f_score, segment, customers, revenue_minor]`` of the scores stored now
+    (revenue: net purchases of all time)."""
     cs = customer_scores.c
     grid = conn.execute(
         sa.select(
@@ -88,10 +89,16 @@ def compute(conn: Connection, since: int) -> dict[str, Any]:
         .select_from(customer_scores.outerjoin(customers, customers.c.customer_id == cs.customer_id))
         .group_by(cs.r_score, cs.f_score, cs.segment)
     ).all()
+    return [[int(r), int(f), str(seg), int(n), int(rev)] for r, f, seg, n, rev in grid]
+
+
+def compute(conn: Connection, since: int) -> dict[str, Any]:
+    """The summary of the scores stored now and of the moves with an id above ``since``."""
+    grid = grid_rows(conn)
     through = _max_move_id(conn)
     return {
         "moves_through": through,
-        "grid": [[int(r), int(f), str(seg), int(n), int(rev)] for r, f, seg, n, rev in grid],
+        "grid": grid,
         "flows": _flows(conn, since, through),
     }
 
