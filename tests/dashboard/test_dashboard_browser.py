@@ -2,7 +2,7 @@
 ``executable_path``; no browser download): sign in, every page, a drill-down, the scheme
 editor, numbers against the API, phone width, and screenshots in ``artifacts/screenshots/``.
 
-The browser is started once for the session. Without Chromium these tests skip, except when
+The browser is started once per test module (conftest.py). Without Chromium these tests skip, except when
 ``RFMFLOW_REQUIRE_BROWSER=1`` (``scripts/test`` sets it), where that is a failure. They run on
 SQLite only: the HTTP tests of the same pages run on both databases.
 """
