@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,16 +29,7 @@ from rfmflow.service.db.engine import run_write
 Reader = Annotated[ApiKey, Depends(require("customers:read"))]
 
 
-def _closer(request: Request) -> ApiKey:
-    key = require("customers:read")(request)
-    if key.role not in ("admin", "agent"):
-        raise HTTPException(
-            403, f"a key with role {key.role!r} may not close tasks; roles that may: admin, agent"
-        )
-    return key
-
-
-Closer = Annotated[ApiKey, Depends(_closer)]
+Closer = Annotated[ApiKey, Depends(require("customers:write", "close tasks"))]
 
 
 class CloseIn(BaseModel):

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Request
+from fastapi import Body, Depends, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import Connection
@@ -49,21 +49,7 @@ CustomerReader = Annotated[ApiKey, Depends(require("customers:read"))]
 _admin = require("admin")
 
 
-def _consent_writer(request: Request) -> ApiKey:
-    try:
-        return _admin(request)
-    except HTTPException as err:
-        if err.status_code != 403:
-            raise
-    key: ApiKey = request.state.api_key
-    if key.role == "agent" and key.active:
-        return key
-    raise HTTPException(
-        403, f"a key with role {key.role!r} may not change consent; roles that may: admin, agent"
-    )
-
-
-ConsentWriter = Annotated[ApiKey, Depends(_consent_writer)]
+ConsentWriter = Annotated[ApiKey, Depends(require("customers:write", "change consent"))]
 
 
 class ConsentIn(BaseModel):

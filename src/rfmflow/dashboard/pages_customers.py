@@ -33,6 +33,7 @@ from rfmflow.dashboard.web import (
     read_form,
     redirect,
     render,
+    require_permission,
     signed_in,
     svc,
 )
@@ -51,13 +52,10 @@ from rfmflow.service.customer_search import (
 from rfmflow.service.db.engine import run_write
 from rfmflow.service.db.tables import UTCDateTime, events, tags
 from rfmflow.service.exports import MEDIA_TYPES, csv_chunks, customer_columns, parquet_tempfile
-from rfmflow.service.routes_tags import WRITER_ROLES
 from rfmflow.service.scoring_schemes import active_scheme
 from rfmflow.service.settings import Settings
 from rfmflow.service.tags import TagOp, TagRejected, change_tags, customer_known
 
-CONSENT_WRITERS = ("admin", "agent")
-"""Roles that may change a customer's consent (as ``PUT /v1/customers/{id}/consent/{channel}``)."""
 PAGE_SIZES = (25, 50, 100, 200)
 EVENTS_PAGE = 25
 INT_RANGES = ("r_score", "f_score", "m_score", "recency", "frequency")
@@ -392,11 +390,11 @@ def register(app: FastAPI) -> None:
             if next_cursor
             else None,
             first_events=f"/customers/{_path(customer_id)}" if cursor_text else None,
-            can_tag=session.key.role in WRITER_ROLES,
+            can_tag=session.allows("customers:write"),
             addable=[t for t in manual if t not in held],
             tag_error=tag_error,
             path=_path(customer_id),
-            can_consent=session.key.role in CONSENT_WRITERS,
+            can_consent=session.allows("customers:write"),
             consent_error=consent_error,
             **automation,
         )
@@ -410,11 +408,7 @@ def register(app: FastAPI) -> None:
         session = await run_in_threadpool(signed_in, request, "customers:read")
         form = await read_form(request)
         check_csrf(request, session, form)
-        if session.key.role not in WRITER_ROLES:
-            raise BadForm(
-                403,
-                f"a {session.key.role} may not add or remove tags; roles that may: {', '.join(WRITER_ROLES)}",
-            )
+        require_permission(session, "customers:write", "add or remove tags")
         action = first(form, "action")
         tag = (first(form, "tag") or "").strip()
         problem = None
@@ -455,11 +449,7 @@ def register(app: FastAPI) -> None:
         session = await run_in_threadpool(signed_in, request, "customers:read")
         form = await read_form(request)
         check_csrf(request, session, form)
-        if session.key.role not in CONSENT_WRITERS:
-            raise BadForm(
-                403,
-                f"a {session.key.role} may not change consent; roles that may: {', '.join(CONSENT_WRITERS)}",
-            )
+        require_permission(session, "customers:write", "change consent")
         channel = first(form, "channel") or ""
         status = first(form, "status") or ""
         problem = None

@@ -16,6 +16,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from rfmflow.dashboard.session import SESSION_COOKIE, Session, Signer, load_secret, session_key
 from rfmflow.service.app import ServiceState, service
+from rfmflow.service.auth import roles_with
 from rfmflow.service.settings import Settings
 
 MAX_FORM_BYTES = 300 * 1024
@@ -160,6 +161,13 @@ async def read_form(request: Request) -> dict[str, list[str]]:
 def first(form: Mapping[str, list[str]], name: str) -> str | None:
     values = form.get(name)
     return values[0] if values else None
+
+
+def require_permission(session: Session, permission: str, doing: str) -> None:
+    """A :class:`BadForm` 403 (naming the roles that may) unless the session has ``permission``."""
+    if not session.allows(permission):
+        allowed = ", ".join(roles_with(permission))
+        raise BadForm(403, f"a {session.key.role} may not {doing}; roles that may: {allowed}")
 
 
 def check_csrf(request: Request, session: Session, form: Mapping[str, list[str]]) -> None:

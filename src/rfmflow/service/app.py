@@ -37,7 +37,7 @@ from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rfmflow.service.auth import PERMISSIONS, ApiKey, authenticate
+from rfmflow.service.auth import ApiKey, authenticate, roles_with
 from rfmflow.service.db.engine import create_db_engine
 from rfmflow.service.db.migrate import current_revision, head_revision
 from rfmflow.service.docs_page import render_docs
@@ -51,6 +51,7 @@ log = logging.getLogger("rfmflow.service.http")
 ACTIONS = {
     "events:write": "write events",
     "customers:read": "read customers",
+    "customers:write": "change customers' tags, consent and tasks",
     "data:read": "read segments and runs",
     "data:export": "export data",
     "admin": "administer the service",
@@ -85,10 +86,12 @@ def _presented_key(request: Request) -> str | None:
     return key.strip() if key and key.strip() else None
 
 
-def require(permission: str) -> Callable[[Request], ApiKey]:
-    """A dependency: the request's API key, which must allow ``permission``."""
+def require(permission: str, doing: str | None = None) -> Callable[[Request], ApiKey]:
+    """A dependency: the request's API key, which must allow ``permission`` (a 403 says the key
+    may not ``doing``, by default the permission's description)."""
     challenge = {"WWW-Authenticate": 'Bearer realm="rfmflow"'}
-    allowed = ", ".join(role for role, perms in PERMISSIONS.items() if permission in perms)
+    allowed = ", ".join(roles_with(permission))
+    what = doing or ACTIONS[permission]
 
     def dependency(request: Request) -> ApiKey:
         presented = _presented_key(request)
@@ -103,7 +106,7 @@ def require(permission: str) -> Callable[[Request], ApiKey]:
         request.state.api_key = key
         if not key.allows(permission):
             raise HTTPException(
-                403, f"a key with role {key.role!r} may not {ACTIONS[permission]}; roles that may: {allowed}"
+                403, f"a key with role {key.role!r} may not {what}; roles that may: {allowed}"
             )
         return key
 

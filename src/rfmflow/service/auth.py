@@ -42,11 +42,21 @@ Role = Literal["admin", "analyst", "agent", "ingest"]
 Permission = Literal["events:write", "customers:read", "data:read", "data:export", "admin"]
 
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "admin": frozenset({"events:write", "customers:read", "data:read", "data:export", "admin"}),
+    "admin": frozenset(
+        {"events:write", "customers:read", "customers:write", "data:read", "data:export", "admin"}
+    ),
     "analyst": frozenset({"customers:read", "data:read", "data:export"}),
-    "agent": frozenset({"customers:read"}),
+    "agent": frozenset({"customers:read", "customers:write"}),
     "ingest": frozenset({"events:write"}),
 }
+"""``customers:write``: act on one customer — manual tags, consent, closing hand-off tasks."""
+
+
+def roles_with(permission: str) -> tuple[str, ...]:
+    """The roles whose keys (and users) have ``permission``."""
+    return tuple(role for role, perms in PERMISSIONS.items() if permission in perms)
+
+
 KEY_PATTERN = re.compile(r"rfm_([0-9a-f]{8})_([A-Za-z0-9_-]{20,128})")
 
 

@@ -69,7 +69,6 @@ from rfmflow.service.tags_csv import MAX_IMPORT_BYTES, ImportRejected, decode, e
 T = TypeVar("T")
 MAX_TAGS_PER_REQUEST = 100
 MAX_BULK_CUSTOMERS = 10_000
-WRITER_ROLES = ("admin", "agent")
 
 CustomerReader = Annotated[ApiKey, Depends(require("customers:read"))]
 DataReader = Annotated[ApiKey, Depends(require("data:read"))]
@@ -78,24 +77,7 @@ Admin = Annotated[ApiKey, Depends(require("admin"))]
 _admin = require("admin")
 
 
-def _tag_writer(request: Request) -> ApiKey:
-    """Admin or agent keys: they may add and remove customers' manual tags."""
-    try:
-        return _admin(request)
-    except HTTPException as err:
-        if err.status_code != 403:
-            raise
-    key: ApiKey = request.state.api_key
-    if key.role in WRITER_ROLES and key.active:
-        return key
-    raise HTTPException(
-        403,
-        f"a key with role {key.role!r} may not add or remove customers' tags; roles that may: "
-        + ", ".join(WRITER_ROLES),
-    )
-
-
-TagWriter = Annotated[ApiKey, Depends(_tag_writer)]
+TagWriter = Annotated[ApiKey, Depends(require("customers:write", "add or remove customers' tags"))]
 
 
 # --- bodies ------------------------------------------------------------------------------------
