@@ -9,8 +9,9 @@ import httpx
 from dashboard_helpers import Clients, form_value
 from service_helpers import Server
 
-from rfmflow.dashboard.session import SESSION_COOKIE, Signer, load_secret, secret_hash_of
+from rfmflow.dashboard.session import SESSION_COOKIE, Signer, secret_hash_of
 from rfmflow.service.auth import revoke_key
+from rfmflow.service.secret_key import load_secret_key
 
 
 def _key_id(server: Server, role: str) -> int:
@@ -96,7 +97,7 @@ def test_forged_and_expired_sessions_are_refused(server: Server, clients: Client
     other = clients.anonymous()
     other.cookies.set(SESSION_COOKIE, body + "." + mac[:-2] + ("AA" if not mac.endswith("AA") else "BB"))
     assert other.get("/").status_code == 303
-    signer = Signer(load_secret(server.settings))
+    signer = Signer(load_secret_key(server.settings))
     key_id = _key_id(server, "admin")
     with server.engine.connect() as conn:
         secret_hash = secret_hash_of(conn, key_id)

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
 from rfmflow.automation.consent import CHANNELS, set_consent
-from rfmflow.automation.links import BadToken, LinkSigner
+from rfmflow.automation.links import BadToken, LinkSigner, Unsubscribe
 from rfmflow.service.app import ServiceDep, ServiceState
 from rfmflow.service.db.engine import run_write
 from rfmflow.service.db.tables import outbox
@@ -89,16 +89,23 @@ def _gone() -> HTMLResponse:
     return page("This link has expired", "<p>The message this link came from is no longer known.</p>", 404)
 
 
+def _unsubscribe_link(request: Request, svc: ServiceDep, token: str) -> Unsubscribe | HTMLResponse:
+    """The link a genuine unsubscribe token names, or the page saying why it does not work."""
+    try:
+        link = signer_for(request, svc).read_unsubscribe(token)
+    except BadToken as err:
+        return _bad_link(str(err))
+    if link.channel not in CHANNELS:
+        return _bad_link("the link names an unknown channel")
+    return link
+
+
 def register(app: FastAPI) -> None:
     @app.get("/u/{token}", include_in_schema=False)
     async def unsubscribe_page(request: Request, svc: ServiceDep, token: str) -> Response:
-        signer = signer_for(request, svc)
-        try:
-            link = signer.read_unsubscribe(token)
-        except BadToken as err:
-            return _bad_link(str(err))
-        if link.channel not in CHANNELS:
-            return _bad_link("the link names an unknown channel")
+        link = _unsubscribe_link(request, svc, token)
+        if isinstance(link, HTMLResponse):
+            return link
 
         def look() -> Any:
             with svc.engine.connect() as conn:
@@ -116,13 +123,9 @@ def register(app: FastAPI) -> None:
 
     @app.post("/u/{token}", include_in_schema=False)
     async def unsubscribe(request: Request, svc: ServiceDep, token: str) -> Response:
-        signer = signer_for(request, svc)
-        try:
-            link = signer.read_unsubscribe(token)
-        except BadToken as err:
-            return _bad_link(str(err))
-        if link.channel not in CHANNELS:
-            return _bad_link("the link names an unknown channel")
+        link = _unsubscribe_link(request, svc, token)
+        if isinstance(link, HTMLResponse):
+            return link
 
         def work(conn: Connection) -> bool | None:
             row = _message_row(conn, link.outbox_id)

@@ -34,8 +34,6 @@ from sqlalchemy.engine import Connection
 
 from rfmflow.service.auth import ApiKey
 from rfmflow.service.db.tables import api_keys
-from rfmflow.service.secret_key import load_secret_key
-from rfmflow.service.settings import Settings
 from rfmflow.service.users import get_user_by_id
 
 SESSION_COOKIE = "rfmflow_session"
@@ -52,11 +50,6 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-
-
-def load_secret(settings: Settings) -> bytes:
-    """The service's secret (:func:`rfmflow.service.secret_key.load_secret_key`)."""
-    return load_secret_key(settings)
 
 
 @dataclass(frozen=True)

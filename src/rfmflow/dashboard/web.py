@@ -14,9 +14,10 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from rfmflow.dashboard.session import SESSION_COOKIE, Session, Signer, load_secret, session_key
+from rfmflow.dashboard.session import SESSION_COOKIE, Session, Signer, session_key
 from rfmflow.service.app import ServiceState, service
 from rfmflow.service.auth import roles_with
+from rfmflow.service.secret_key import load_secret_key
 from rfmflow.service.settings import Settings
 
 MAX_FORM_BYTES = 300 * 1024
@@ -75,7 +76,7 @@ class Dashboard:
     def signer(self) -> Signer:
         with self._lock:
             if self._signer is None:
-                self._signer = Signer(load_secret(self.settings))
+                self._signer = Signer(load_secret_key(self.settings))
             return self._signer
 
 
